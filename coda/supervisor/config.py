@@ -1,0 +1,93 @@
+"""Supervisor settings: one frozen dataclass; precedence CLI > environment > defaults."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from coda.errors import CodaError
+from coda.framing import DEFAULT_MAX_FRAME
+
+__all__ = ["DEFAULT_ADDRESS", "SupervisorConfig", "parse_address"]
+
+DEFAULT_ADDRESS = "127.0.0.1:42069"
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    """``host:port`` (``[::1]:port`` for IPv6) → (host, port); a clear error otherwise."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise CodaError(f"address {address!r} is not host:port")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+@dataclass(frozen=True)
+class SupervisorConfig:
+    """Everything ``coda supervisor`` can be told."""
+
+    apps: tuple[str, ...] = ()
+    workers: int = 2
+    concurrency: int = 1
+    workflow_capacity: int = 1000
+    listen: str = DEFAULT_ADDRESS
+    token: str | None = None
+    grace: float = 30.0
+    retention: float = 600.0
+    max_runs: int = 10_000
+    max_worker_deaths: int = 3
+    max_frame: int = DEFAULT_MAX_FRAME
+    log_level: str = "INFO"
+    celery_app: str | None = None
+    queues: tuple[str, ...] = ()
+    broker: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.workers >= 1, f"--workers must be >= 1, got {self.workers}"),
+            (self.concurrency >= 1, f"--concurrency must be >= 1, got {self.concurrency}"),
+            (self.workflow_capacity >= 1, f"workflow capacity must be >= 1, got {self.workflow_capacity}"),
+            (self.grace >= 0, f"--grace must be >= 0, got {self.grace}"),
+            (self.retention >= 0, f"--retention must be >= 0, got {self.retention}"),
+            (self.max_runs >= 1, f"--max-runs must be >= 1, got {self.max_runs}"),
+            (self.max_worker_deaths >= 1, f"max worker deaths must be >= 1, got {self.max_worker_deaths}"),
+            (self.max_frame >= 1024, f"--max-frame must be >= 1024, got {self.max_frame}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise CodaError(message)
+        parse_address(self.listen)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> SupervisorConfig:
+        """Defaults, then ``CODA_*`` variables, then ``overrides`` (the CLI's, None = not given)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        types = {f.name: f.type for f in fields(cls)}
+        for name in types:
+            raw = env.get(f"CODA_{name.upper()}")
+            if raw is None or name == "extra":
+                continue
+            values[name] = _convert(name, str(types[name]), raw)
+        if "listen" not in values and env.get("CODA_URL"):
+            values["listen"] = env["CODA_URL"]
+        values.update({k: v for k, v in overrides.items() if v is not None and v != ()})
+        return cls(**values)
+
+    def with_(self, **changes: Any) -> SupervisorConfig:
+        return replace(self, **changes)
+
+
+def _convert(name: str, kind: str, raw: str) -> Any:
+    try:
+        if kind.startswith("int"):
+            return int(raw)
+        if kind.startswith("float"):
+            return float(raw)
+        if kind.startswith("tuple"):
+            return tuple(item for item in raw.split(",") if item)
+    except ValueError:
+        raise CodaError(f"CODA_{name.upper()}={raw!r} is not a valid {kind}") from None
+    return raw

@@ -1,0 +1,145 @@
+"""The supervisor's state: plain in-memory records, no I/O, changed only by the dispatcher.
+
+Peers are connection ids (ints, never reused); :data:`PROCESSES` is the pseudo-peer that stands
+for the process manager (worker spawns and kills) in the dispatcher's output.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from coda.protocol import ErrorInfo, TaskSpec, WorkflowSpec
+
+__all__ = ["FINISHED", "PROCESSES", "Execution", "Run", "SlotState", "SupervisorState", "WorkerState"]
+
+PROCESSES = 0
+FINISHED = frozenset({"succeeded", "failed", "cancelled"})
+
+Waiter = tuple[int, int]  # (peer, request_id)
+
+
+@dataclass(eq=False)
+class WorkerState:
+    """A worker process that has said hello."""
+
+    peer: int
+    slot: int
+    pid: int
+    tasks: frozenset[str]
+    workflows: frozenset[str]
+    capacity: int
+    workflow_capacity: int
+    started_at: float
+    running: set[int] = field(default_factory=set)
+    running_workflows: set[int] = field(default_factory=set)
+
+
+@dataclass(eq=False)
+class SlotState:
+    """One of the ``--workers`` places a worker process fills; respawn backoff lives here."""
+
+    peer: int | None = None
+    pid: int | None = None
+    failures: int = 0
+    spawned_at: float = 0.0
+    hello: bool = False
+
+
+@dataclass(eq=False)
+class Execution:
+    """One task or workflow execution, from spawn until it succeeds or fails for good."""
+
+    id: int
+    kind: str  # "task" | "workflow"
+    name: str
+    run_id: str
+    args: dict[str, Any]
+    attempt: int = 1
+    memo_key: bytes | None = None
+    replay_key: tuple[int, int, str] | None = None
+    waiters: list[Waiter] = field(default_factory=list)
+    worker: int | None = None
+    deaths: int = 0
+    token: int = 0  # bumped at each dispatch, so stale timers of an earlier dispatch do nothing
+
+
+@dataclass(eq=False)
+class Run:
+    """A workflow run: its attempts, its memo, who waits for its end."""
+
+    run_id: str
+    workflow: str
+    args: dict[str, Any]
+    max_retries: int
+    retry_delay: float
+    created_at: float
+    parent: str | None = None
+    state: str = "pending"
+    attempt: int = 1
+    exec_id: int | None = None
+    value: Any = None
+    error: ErrorInfo | None = None
+    finished_at: float | None = None
+    memo: dict[bytes, Any] = field(default_factory=dict)
+    inflight: dict[bytes, int] = field(default_factory=dict)
+    # Outcomes, (ok, value-or-ErrorInfo), of this attempt's spawns by (attempt, seq, task): a
+    # workflow re-executed after its worker died re-attaches to them instead of rerunning them.
+    replay: dict[tuple[int, int, str], tuple[bool, Any]] = field(default_factory=dict)
+    replay_inflight: dict[tuple[int, int, str], int] = field(default_factory=dict)
+    tasks: set[int] = field(default_factory=set)
+    children: set[str] = field(default_factory=set)
+    waiters: list[Waiter] = field(default_factory=list)
+    counts: dict[str, int] = field(
+        default_factory=lambda: {"spawned": 0, "executed": 0, "memo_hits": 0, "succeeded": 0, "failed": 0, "retried": 0}
+    )
+
+    def status(self) -> dict[str, Any]:
+        error = self.error
+        return {
+            "run_id": self.run_id,
+            "workflow": self.workflow,
+            "state": self.state,
+            "attempt": self.attempt,
+            "tasks": dict(self.counts),
+            "created_at": self.created_at,
+            "finished_at": self.finished_at,
+            "parent": self.parent,
+            "error": None if error is None else {"exc_type": error.exc_type, "message": error.message},
+        }
+
+
+@dataclass(eq=False)
+class SupervisorState:
+    """Everything the supervisor knows. Only :class:`~coda.supervisor.dispatch.Dispatcher` writes it."""
+
+    workers: dict[int, WorkerState] = field(default_factory=dict)
+    slots: dict[int, SlotState] = field(default_factory=dict)
+    spawned: dict[int, int] = field(default_factory=dict)  # worker peer → slot, before its hello
+    clients: set[int] = field(default_factory=set)
+    runs: dict[str, Run] = field(default_factory=dict)
+    finished: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    execs: dict[int, Execution] = field(default_factory=dict)
+    pending_tasks: deque[int] = field(default_factory=deque)
+    pending_workflows: deque[int] = field(default_factory=deque)
+    timers: list[tuple[float, int, str, Any, int]] = field(default_factory=list)
+    known_tasks: dict[str, TaskSpec] = field(default_factory=dict)
+    known_workflows: dict[str, WorkflowSpec] = field(default_factory=dict)
+    draining: bool = False
+    evict_at: float | None = None
+    exec_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    timer_seq: itertools.count[int] = field(default_factory=itertools.count)
+    rotation: int = 0
+
+    def add_timer(self, due: float, kind: str, ref: Any, token: int = 0) -> None:
+        heapq.heappush(self.timers, (due, next(self.timer_seq), kind, ref, token))
+
+    def next_deadline(self) -> float | None:
+        return self.timers[0][0] if self.timers else None
+
+    def busy(self) -> bool:
+        """Whether accepted work is still under way (drain waits for this to turn False)."""
+        return bool(self.execs)
