@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 __all__ = [
-    "MESSAGES",
-    "PROTOCOL_VERSION",
     "Ack",
     "AwaitRun",
     "CancelExecution",
@@ -35,7 +33,9 @@ __all__ = [
     "ExecuteWorkflow",
     "GetRunStatus",
     "GetSupervisorStatus",
+    "MESSAGES",
     "Message",
+    "PROTOCOL_VERSION",
     "RerunRun",
     "RunFinished",
     "RunStarted",

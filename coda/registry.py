@@ -17,7 +17,16 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 from coda.errors import RegistrationError, TaskTimeout
 from coda.protocol import TaskSpec, WorkflowSpec
 
-__all__ = ["REGISTRY", "ExecInfo", "Registry", "Task", "Workflow", "task", "task_name_of", "workflow"]
+__all__ = [
+    "ExecInfo",
+    "REGISTRY",
+    "Registry",
+    "Task",
+    "Workflow",
+    "task",
+    "task_name_of",
+    "workflow",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -13,130 +13,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
-import subprocess
-import sys
-import tempfile
-import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
 
-from coda.client import Client, SyncClient
+from coda.client import Client
 from coda.supervisor.config import SupervisorConfig
+from coda.supervisor.launcher import SupervisorProcess
 from coda.supervisor.server import Supervisor
 
 __all__ = ["SupervisorProcess", "coda_supervisor", "coda_supervisor_factory", "in_process"]
-
-_LISTENING = re.compile(r"listening on (\S+)")
-
-
-class SupervisorProcess:
-    """A ``coda supervisor`` subprocess; its stderr goes to :attr:`log_path`."""
-
-    def __init__(
-        self,
-        apps: Sequence[str],
-        *,
-        workers: int = 2,
-        args: Sequence[str] = (),
-        env: dict[str, str] | None = None,
-        cwd: str | None = None,
-        startup_timeout: float = 60.0,
-    ) -> None:
-        self.apps = list(apps)
-        self.workers = workers
-        self.args = list(args)
-        self.env = {**os.environ, **(env or {})}
-        self.cwd = cwd or os.getcwd()
-        self.startup_timeout = startup_timeout
-        self.address = ""
-        self.proc: subprocess.Popen[str] | None = None
-        handle, self.log_path = tempfile.mkstemp(prefix="coda-supervisor-", suffix=".log")
-        os.close(handle)
-        self._sync: SyncClient | None = None
-
-    def start(self) -> SupervisorProcess:
-        argv = [sys.executable, "-m", "coda", "supervisor", "--listen", "127.0.0.1:0", "--workers", str(self.workers)]
-        for app in self.apps:
-            argv += ["-A", app]
-        argv += self.args
-        with open(self.log_path, "w") as log:
-            self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log, text=True, env=self.env, cwd=self.cwd)
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                break
-            found = _LISTENING.search(line)
-            if found:
-                self.address = found.group(1)
-                return self
-        code = self.proc.poll()
-        self.kill()
-        raise RuntimeError(f"coda supervisor did not start (exit code {code}); its log:\n{self.log()}")
-
-    def log(self) -> str:
-        with open(self.log_path) as f:
-            return f.read()
-
-    def client(self, **kwargs: Any) -> Client:
-        return Client(self.address, **kwargs)
-
-    def sync_client(self) -> SyncClient:
-        """A SyncClient shared by the helpers below (closed with the supervisor)."""
-        if self._sync is None:
-            self._sync = SyncClient(self.address)
-        return self._sync
-
-    def worker_pids(self) -> list[int]:
-        return [w["pid"] for w in self.sync_client().supervisor_status()["workers"]]
-
-    def wait_for_workers(self, count: int | None = None, timeout: float = 30.0, exclude: Sequence[int] = ()) -> list[int]:
-        """Wait until ``count`` workers (default: all) are registered, none of them in ``exclude``."""
-        want = self.workers if count is None else count
-        deadline = time.monotonic() + timeout
-        while True:
-            pids = [pid for pid in self.worker_pids() if pid not in exclude]
-            if len(pids) >= want:
-                return pids
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"only {len(pids)} of {want} workers registered within {timeout}s")
-            time.sleep(0.05)
-
-    def terminate(self, timeout: float = 30.0) -> int:
-        """SIGTERM, wait for the drain; the exit code."""
-        self._close_client()
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise
-
-    def kill(self) -> None:
-        self._close_client()
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        if self.proc is not None and self.proc.stdout is not None:
-            self.proc.stdout.close()
-
-    def _close_client(self) -> None:
-        if self._sync is not None:
-            self._sync.close()
-            self._sync = None
-
-    def __enter__(self) -> SupervisorProcess:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.kill()
-
 
 @pytest.fixture
 def coda_supervisor_factory() -> Iterator[Callable[..., SupervisorProcess]]:

@@ -103,15 +103,19 @@ class Supervisor:
     def route(self, out: Out) -> None:
         if out:
             batches: dict[int, list[bytes]] = {}
+            effects = []
             for peer, msg in out:
                 if peer == PROCESSES:
-                    self._effect(msg)
+                    effects.append(msg)
                 else:
                     batches.setdefault(peer, []).append(encode_frame(msg))
             for peer, frames in batches.items():
                 conn = self.conns.get(peer)
                 if conn is not None and conn.transport is not None and not conn.transport.is_closing():
                     conn.transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
+            # After the writes: a refused client still reads why before its connection closes.
+            for effect in effects:
+                self._effect(effect)
         self._arm_timer()
 
     def _arm_timer(self) -> None:

@@ -14,7 +14,15 @@ from typing import Any
 
 from coda.protocol import ErrorInfo, TaskSpec, WorkflowSpec
 
-__all__ = ["FINISHED", "PROCESSES", "Execution", "Run", "SlotState", "SupervisorState", "WorkerState"]
+__all__ = [
+    "Execution",
+    "FINISHED",
+    "PROCESSES",
+    "Run",
+    "SlotState",
+    "SupervisorState",
+    "WorkerState",
+]
 
 PROCESSES = 0
 FINISHED = frozenset({"succeeded", "failed", "cancelled"})
