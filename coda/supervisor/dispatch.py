@@ -308,14 +308,16 @@ class Dispatcher:
                 state.execs.pop(exec_id, None)
                 continue
             best: WorkerState | None = None
-            best_room = 0
+            best_rank = (0, 0)
             count = len(workers)
             state.rotation += 1
             for i in range(count):
                 w = workers[(state.rotation + i) % count]
-                r = room(w)
-                if r > best_room and execution.name in (w.tasks if is_task else w.workflows):
-                    best, best_room = w, r
+                # Most room first; for a task, then the worker hosting fewer workflows, so a
+                # timeout kill takes as few bystanders with it as it can.
+                rank = (room(w), -len(w.running_workflows) if is_task else 0)
+                if rank[0] > 0 and rank > best_rank and execution.name in (w.tasks if is_task else w.workflows):
+                    best, best_rank = w, rank
             if best is None:
                 skipped.append(exec_id)
                 if not any(room(w) > 0 for w in workers):
