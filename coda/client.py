@@ -17,10 +17,11 @@ from typing import Any, TypeVar
 from coda import errors
 from coda import protocol as p
 from coda.data import check_data
+from coda.address import DEFAULT_ADDRESS, parse_address
 from coda.errors import CodaError, ProtocolError, RunTimeout, SupervisorUnavailable, WorkflowFailed
 from coda.framing import DEFAULT_MAX_FRAME, FrameDecoder, encode_frame
 from coda.registry import Workflow
-from coda.supervisor.config import DEFAULT_ADDRESS, parse_address
+
 
 __all__ = ["Client", "RunHandle", "RunStatus", "SyncClient", "SyncRunHandle"]
 

@@ -4,24 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from coda.address import DEFAULT_ADDRESS, parse_address
 from coda.errors import CodaError
 from coda.framing import DEFAULT_MAX_FRAME
 
-__all__ = ["DEFAULT_ADDRESS", "SupervisorConfig", "parse_address"]
-
-DEFAULT_ADDRESS = "127.0.0.1:42069"
-
-
-def parse_address(address: str) -> tuple[str, int]:
-    """``host:port`` (``[::1]:port`` for IPv6) → (host, port); a clear error otherwise."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise CodaError(f"address {address!r} is not host:port")
-    return host.strip("[]") or "127.0.0.1", int(port)
-
+__all__ = ["SupervisorConfig"]
 
 @dataclass(frozen=True)
 class SupervisorConfig:
@@ -42,7 +32,6 @@ class SupervisorConfig:
     celery_app: str | None = None
     queues: tuple[str, ...] = ()
     broker: str | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         checks = [
@@ -68,7 +57,7 @@ class SupervisorConfig:
         types = {f.name: f.type for f in fields(cls)}
         for name in types:
             raw = env.get(f"CODA_{name.upper()}")
-            if raw is None or name == "extra":
+            if raw is None:
                 continue
             values[name] = _convert(name, str(types[name]), raw)
         if "listen" not in values and env.get("CODA_URL"):

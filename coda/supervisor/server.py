@@ -17,7 +17,8 @@ from typing import Any
 
 from coda.errors import CodaError, ProtocolError
 from coda.framing import FrameDecoder, encode_frame
-from coda.supervisor.config import SupervisorConfig, parse_address
+from coda.address import parse_address
+from coda.supervisor.config import SupervisorConfig
 from coda.supervisor.dispatch import (
     CloseConnection,
     ConnectionClosed,
