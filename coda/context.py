@@ -70,12 +70,14 @@ def spawn_task(task: Any, args: dict[str, Any] | None = None, cache_key: list[An
     if type(args) is not dict:
         raise TypeError(f"task {name!r}: args must be a dict of keyword arguments, got {type(args).__name__}")
     check_data(args, "args")
+    if local is not None:
+        local.check_args(args)
+        if cache_key is None:
+            cache_key = local.default_cache_key(args)
     if cache_key is not None:
         if type(cache_key) is not list:
             raise TypeError(f"task {name!r}: cache_key must be a list, got {type(cache_key).__name__}")
         check_data(cache_key, "cache_key")
-    if local is not None:
-        local.check_args(args)
     return Handle(name, runtime.spawn("task", name, args, cache_key))
 
 

@@ -14,6 +14,9 @@
     ├── SupervisorUnavailable            cannot reach the supervisor, or it went away
     ├── ShuttingDown                     the supervisor is draining and takes no new runs
     ├── RunTimeout (TimeoutError)        Run.result(timeout=...) elapsed; the run goes on
+    ├── CompatError                      coda.compat cannot map a Celery task onto Coda: its cache_key
+    │                                    callable failed, a rollout setting is invalid, or the task used
+    │                                    a Celery feature Coda cannot honour
     ├── TaskFailed                       a spawned task failed for good
     │   ├── TaskTimeout                  it ran past its timeout and its worker was replaced
     │   └── WorkerLost                   its worker died too many times while running it
@@ -28,6 +31,7 @@ from __future__ import annotations
 __all__ = [
     "AuthenticationFailed",
     "CodaError",
+    "CompatError",
     "DataError",
     "InvalidState",
     "NotInWorkflow",
@@ -91,6 +95,10 @@ class ShuttingDown(CodaError):
 
 class RunTimeout(CodaError, TimeoutError):
     """Waiting for a run's result took longer than the caller allowed; the run goes on."""
+
+
+class CompatError(CodaError):
+    """``coda.compat`` cannot map a Celery task onto Coda; the message names the task."""
 
 
 class TaskFailed(CodaError):

@@ -118,6 +118,10 @@ class Task(Generic[P, R]):
         except TypeError as exc:
             raise TypeError(f"task {self.name!r}: {exc}") from None
 
+    def default_cache_key(self, args: dict[str, Any]) -> list[Any] | None:
+        """The memo key used when a spawn passes none (``coda.compat`` tasks may define one)."""
+        return None
+
     def invoke(self, args: dict[str, Any], info: ExecInfo) -> Any:
         """Run the task body for one execution (a coroutine when the function is async)."""
         return self.fn(**args)  # type: ignore[call-arg]
