@@ -1,6 +1,7 @@
 """Testing helpers and the pytest plugin (registered as the ``coda`` pytest11 entry point).
 
-- :class:`SupervisorProcess`: a real ``coda supervisor`` subprocess on a free loopback port.
+- :class:`SupervisorProcess`: a real ``coda supervisor`` subprocess on a free loopback port;
+  :class:`CeleryWorkerProcess`: a stock ``celery worker`` beside it.
 - Fixture ``coda_supervisor``: one for the test, with the modules named by
   ``@pytest.mark.coda_supervisor(apps=[...], workers=2, args=[...])`` or the test module's
   ``CODA_APPS`` list. Fixture ``coda_supervisor_factory`` starts as many as a test wants.
@@ -20,10 +21,10 @@ import pytest
 
 from coda.client import Client
 from coda.supervisor.config import SupervisorConfig
-from coda.supervisor.launcher import SupervisorProcess
+from coda.supervisor.launcher import CeleryWorkerProcess, SupervisorProcess
 from coda.supervisor.server import Supervisor
 
-__all__ = ["SupervisorProcess", "coda_supervisor", "coda_supervisor_factory", "in_process"]
+__all__ = ["CeleryWorkerProcess", "SupervisorProcess", "coda_supervisor", "coda_supervisor_factory", "in_process"]
 
 @pytest.fixture
 def coda_supervisor_factory() -> Iterator[Callable[..., SupervisorProcess]]:

@@ -1,9 +1,11 @@
-"""Start a real ``coda supervisor`` subprocess and talk to it (tests, the demo, the bench)."""
+"""Start the real processes a Coda deployment runs, for tests, the demo and the bench: a
+``coda supervisor`` subprocess, and a stock ``celery worker`` beside it."""
 
 from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -13,7 +15,7 @@ from typing import Any
 
 from coda.client import Client, SyncClient
 
-__all__ = ["SupervisorProcess"]
+__all__ = ["CeleryWorkerProcess", "SupervisorProcess"]
 
 _LISTENING = re.compile(r"listening on (\S+)")
 
@@ -122,3 +124,68 @@ class SupervisorProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.kill()
+
+
+class CeleryWorkerProcess:
+    """A stock ``celery -A app worker`` in its own process group (a kill takes its pool too);
+    its output goes to :attr:`log_path`. ``start`` returns once Celery logs that it is ready."""
+
+    def __init__(
+        self,
+        app: str,
+        queues: Sequence[str],
+        *,
+        concurrency: int = 1,
+        pool: str = "prefork",
+        name: str = "legacy",
+        env: dict[str, str] | None = None,
+        args: Sequence[str] = (),
+        startup_timeout: float = 60.0,
+    ) -> None:
+        self.argv = [sys.executable, "-m", "celery", "-A", app, "worker", "-Q", ",".join(queues),
+                     "-c", str(concurrency), "-P", pool, "-n", f"{name}-{os.getpid()}-{id(self)}@%h",
+                     "--loglevel=INFO", "--without-gossip", "--without-mingle", "--without-heartbeat", *args]
+        self.env = {**os.environ, **(env or {})}
+        self.startup_timeout = startup_timeout
+        handle, self.log_path = tempfile.mkstemp(prefix="celery-worker-", suffix=".log")
+        os.close(handle)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> CeleryWorkerProcess:
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env,
+                                         start_new_session=True)
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if " ready." in self.log():
+                return self
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        self.kill()
+        raise RuntimeError(f"celery worker did not become ready; its log:\n{self.log()}")
+
+    def log(self) -> str:
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+    def kill(self) -> None:
+        """SIGKILL the main process and its pool."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Warm shutdown (SIGTERM), then SIGKILL if it takes longer than ``timeout``."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def __enter__(self) -> CeleryWorkerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

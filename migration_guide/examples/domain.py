@@ -1,0 +1,112 @@
+"""What the pipeline does to an event, shared by every step of the guide: only the plumbing
+(Celery hand-offs, Redis processing store, Coda workflow) changes from step to step.
+
+The saved events live in SQLite (one file, ``PIPELINE_DB``): a stand-in for Sentry's
+Postgres that needs no server. ``save`` is idempotent per event id, like Sentry's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from typing import Any
+
+__all__ = [
+    "NEEDS_SYMBOLICATION",
+    "SymbolicatorUnavailable",
+    "count_calls",
+    "enrich",
+    "needs_symbolication",
+    "normalize",
+    "record_call",
+    "save",
+    "saved_events",
+    "symbolicate",
+]
+
+NEEDS_SYMBOLICATION = frozenset({"native", "cocoa", "javascript"})
+
+
+class SymbolicatorUnavailable(Exception):
+    """The symbolication service did not answer; retrying later helps."""
+
+
+def _db_path() -> str:
+    return os.environ.get("PIPELINE_DB", "pipeline-events.sqlite3")
+
+
+def _calls_path() -> str | None:
+    # Tests and the demo count how often each stage ran, across processes.
+    return os.environ.get("PIPELINE_CALLS")
+
+
+def record_call(stage: str, event_id: str) -> int:
+    """Note that ``stage`` ran for ``event_id``; how many times it has so far."""
+    path = _calls_path()
+    if path is None:
+        return 1
+    with open(path, "a") as f:
+        f.write(f"{stage} {event_id}\n")
+    return count_calls(stage, event_id)
+
+
+def count_calls(stage: str, event_id: str | None = None) -> int:
+    path = _calls_path()
+    if path is None or not os.path.exists(path):
+        return 0
+    with open(path) as f:
+        return sum(1 for line in f if line.split()[0] == stage and (event_id is None or line.split()[1] == event_id))
+
+
+def normalize(data: dict[str, Any], project_id: int) -> dict[str, Any]:
+    """Preprocess: fill defaults, trim the message, stamp the project."""
+    return {
+        **data,
+        "project_id": project_id,
+        "platform": data.get("platform", "other"),
+        "message": str(data.get("message", "")).strip(),
+        "received": data.get("received", time.time()),
+    }
+
+
+def needs_symbolication(data: dict[str, Any]) -> bool:
+    return data.get("platform") in NEEDS_SYMBOLICATION
+
+
+def symbolicate(data: dict[str, Any]) -> dict[str, Any]:
+    """Turn frame addresses into function names. An event with ``flaky_symbolicator: n``
+    finds the service down for its first ``n`` calls."""
+    calls = record_call("symbolicate", data["event_id"])
+    if calls <= int(data.get("flaky_symbolicator", 0)):
+        raise SymbolicatorUnavailable(f"symbolicator unavailable (call {calls})")
+    frames = [{**frame, "function": f"fn_{frame['addr']}"} for frame in data.get("frames", [])]
+    return {**data, "frames": frames, "symbolicated": True}
+
+
+def enrich(data: dict[str, Any]) -> dict[str, Any]:
+    """Process: group the event by a hash of its message and frames, derive tags."""
+    basis = json.dumps([data["message"], [f.get("function", f.get("addr")) for f in data.get("frames", [])]])
+    return {**data, "grouping_hash": hashlib.sha1(basis.encode()).hexdigest()[:12],
+            "tags": sorted({f"platform:{data['platform']}", f"project:{data['project_id']}"})}
+
+
+def save(data: dict[str, Any]) -> bool:
+    """Store the event; False when it was stored before (a duplicate)."""
+    with sqlite3.connect(_db_path(), timeout=30) as db:
+        db.execute("CREATE TABLE IF NOT EXISTS events (event_id TEXT PRIMARY KEY, project_id INTEGER, data TEXT)")
+        cursor = db.execute(
+            "INSERT OR IGNORE INTO events VALUES (?, ?, ?)",
+            (data["event_id"], data["project_id"], json.dumps(data, sort_keys=True)),
+        )
+        return cursor.rowcount == 1
+
+
+def saved_events() -> dict[str, dict[str, Any]]:
+    """Every stored event by id (what the acceptance test compares across steps)."""
+    if not os.path.exists(_db_path()):
+        return {}
+    with sqlite3.connect(_db_path(), timeout=30) as db:
+        return {row[0]: json.loads(row[1]) for row in db.execute("SELECT event_id, data FROM events")}
