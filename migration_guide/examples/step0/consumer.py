@@ -10,8 +10,8 @@ import time
 from typing import Any
 
 from migration_guide.examples import events
-from migration_guide.examples.step0 import store
-from migration_guide.examples.step0.tasks import preprocess_event
+from . import store
+from .tasks import preprocess_event
 
 
 def ingest(event: dict[str, Any], project_id: int) -> None:

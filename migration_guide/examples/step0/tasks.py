@@ -9,13 +9,14 @@ import time
 from celery import shared_task
 
 from migration_guide.examples import domain
-from migration_guide.examples.step0 import store
-from migration_guide.examples.step0.celery_app import app  # noqa: F401 - the app shared tasks bind to
+from . import store
+from .celery_app import app  # noqa: F401 - the app shared tasks bind to
 
 logger = logging.getLogger(__name__)
 
 
 def _dropped(stage: str, cache_key: str, event_id: str) -> None:
+    domain.record_call("dropped", event_id)
     logger.warning("pipeline.%s.payload_missing: %s (event %s dropped)", stage, cache_key, event_id)
 
 

@@ -1,0 +1,1 @@
+"""Step 1: the same pipeline with every task wrapped by coda.compat.task — nothing changes."""
