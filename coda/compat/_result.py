@@ -36,16 +36,20 @@ async def run_task(task: str, kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 _client_lock = threading.Lock()
-_client: tuple[int, SyncClient] | None = None
+_client: tuple[int, str | None, SyncClient] | None = None
 
 
 def sync_client() -> SyncClient:
-    """This process's client for routed calls (made on first use; remade after a fork)."""
+    """This process's client for routed calls: made on first use, and made again in a forked
+    child or when ``$CODA_URL`` changed."""
     global _client
     with _client_lock:
-        if _client is None or _client[0] != os.getpid():
-            _client = (os.getpid(), SyncClient())
-        return _client[1]
+        pid, address = os.getpid(), os.environ.get("CODA_URL")
+        if _client is None or _client[:2] != (pid, address):
+            if _client is not None and _client[0] == pid:
+                _client[2].close()
+            _client = (pid, address, SyncClient(address))
+        return _client[2]
 
 
 def _exception_parts(exc_type: str) -> tuple[str, str] | None:
