@@ -17,13 +17,13 @@ from coda.compat._rollout import ENV_ROLLOUT, ENV_SEED, configure_rollout, share
 from coda.compat._task import CodaTaskMixin, CompatTask, CompatTaskProxy, task
 
 __all__ = [
-    "ENV_ROLLOUT",
-    "ENV_SEED",
-    "RUN_TASK",
     "CodaAsyncResult",
     "CodaTaskMixin",
     "CompatTask",
     "CompatTaskProxy",
+    "ENV_ROLLOUT",
+    "ENV_SEED",
+    "RUN_TASK",
     "configure_rollout",
     "run_task",
     "share_for",

@@ -20,7 +20,7 @@ from coda.client import SyncClient
 from coda.errors import RunTimeout, TaskFailed, WorkflowFailed
 from coda.registry import workflow
 
-__all__ = ["RUN_TASK", "CodaAsyncResult", "run_task", "sync_client"]
+__all__ = ["CodaAsyncResult", "RUN_TASK", "run_task", "sync_client"]
 
 RUN_TASK = "coda.compat.run_task"
 

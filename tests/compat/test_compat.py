@@ -145,6 +145,13 @@ def test_class_level_patch_of_celery_task_sees_calls(kind: str, eager_app: Celer
     assert seen == [TASKS[kind]["add"].name]
 
 
+def test_exported_members() -> None:
+    assert coda.compat.__all__ == sorted(coda.compat.__all__)
+    assert {"task", "CodaAsyncResult", "configure_rollout", "ENV_ROLLOUT", "ENV_SEED"} <= set(coda.compat.__all__)
+    assert all(hasattr(coda.compat, name) for name in coda.compat.__all__)
+    assert (coda.compat.ENV_ROLLOUT, coda.compat.ENV_SEED) == ("CODA_COMPAT_ROLLOUT", "CODA_COMPAT_ROLLOUT_SEED")
+
+
 # -- laziness and import side effects ----------------------------------------------------------------
 
 
