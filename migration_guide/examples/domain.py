@@ -16,6 +16,7 @@ from typing import Any
 
 __all__ = [
     "NEEDS_SYMBOLICATION",
+    "ProcessingFailed",
     "SymbolicatorUnavailable",
     "count_calls",
     "enrich",
@@ -32,6 +33,10 @@ NEEDS_SYMBOLICATION = frozenset({"native", "cocoa", "javascript"})
 
 class SymbolicatorUnavailable(Exception):
     """The symbolication service did not answer; retrying later helps."""
+
+
+class ProcessingFailed(Exception):
+    """Processing broke on this event (the guide provokes it to show a rerun)."""
 
 
 def _db_path() -> str:
@@ -87,7 +92,10 @@ def symbolicate(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def enrich(data: dict[str, Any]) -> dict[str, Any]:
-    """Process: group the event by a hash of its message and frames, derive tags."""
+    """Process: group the event by a hash of its message and frames, derive tags. An event with
+    ``fail_processing_once`` breaks the first time it is processed."""
+    if data.get("fail_processing_once") and record_call("processing-failure", data["event_id"]) == 1:
+        raise ProcessingFailed(f"processing {data['event_id']} failed once, on purpose")
     basis = json.dumps([data["message"], [f.get("function", f.get("addr")) for f in data.get("frames", [])]])
     return {**data, "grouping_hash": hashlib.sha1(basis.encode()).hexdigest()[:12],
             "tags": sorted({f"platform:{data['platform']}", f"project:{data['project_id']}"})}

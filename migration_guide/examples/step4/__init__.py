@@ -1,0 +1,1 @@
+"""Step 4: the Redis plumbing and the last Celery queue are gone — one Coda workflow per event."""
