@@ -13,6 +13,7 @@
     ├── AuthenticationFailed             the supervisor refused the client's token
     ├── SupervisorUnavailable            cannot reach the supervisor, or it went away
     ├── ShuttingDown                     the supervisor is draining and takes no new runs
+    ├── BridgeError                      the Celery bridge cannot start or cannot publish a task
     ├── RunTimeout (TimeoutError)        Run.result(timeout=...) elapsed; the run goes on
     ├── CompatError                      coda.compat cannot map a Celery task onto Coda: its cache_key
     │                                    callable failed, a rollout setting is invalid, or the task used
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 __all__ = [
     "AuthenticationFailed",
+    "BridgeError",
     "CodaError",
     "CompatError",
     "DataError",
@@ -91,6 +93,11 @@ class SupervisorUnavailable(CodaError):
 
 class ShuttingDown(CodaError):
     """The supervisor is draining and accepts no new runs."""
+
+
+class BridgeError(CodaError):
+    """The Celery bridge cannot start (bad ``--celery-app``, unsupported result backend,
+    unreachable broker) or could not publish a task."""
 
 
 class RunTimeout(CodaError, TimeoutError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import sys
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, ParamSpec, TypeVar, overload
@@ -293,4 +294,9 @@ def task_name_of(target: Any) -> tuple[str, Task[Any, Any] | None]:
     local = getattr(target, "__coda_task__", None)
     if isinstance(local, Task):
         return local.name, local
-    raise TypeError(f"spawn_task needs a @coda.task, a coda.compat task or a task name, not {target!r}")
+    # A plain Celery task runs on Celery workers through the bridge. Celery is imported by
+    # whoever made the object, so look it up rather than import it here.
+    celery = sys.modules.get("celery")
+    if celery is not None and isinstance(target, celery.Task) and isinstance(target.name, str):
+        return target.name, REGISTRY.tasks.get(target.name)
+    raise TypeError(f"spawn_task needs a @coda.task, a coda.compat task, a Celery task or a task name, not {target!r}")

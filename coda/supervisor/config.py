@@ -32,6 +32,9 @@ class SupervisorConfig:
     celery_app: str | None = None
     queues: tuple[str, ...] = ()
     broker: str | None = None
+    # Bridge bounds: for a worker to start a message (when workers report starts), for a result.
+    bridge_pickup_timeout: float = 60.0
+    bridge_result_timeout: float = 3600.0
 
     def __post_init__(self) -> None:
         checks = [
@@ -43,6 +46,8 @@ class SupervisorConfig:
             (self.max_runs >= 1, f"--max-runs must be >= 1, got {self.max_runs}"),
             (self.max_worker_deaths >= 1, f"max worker deaths must be >= 1, got {self.max_worker_deaths}"),
             (self.max_frame >= 1024, f"--max-frame must be >= 1024, got {self.max_frame}"),
+            (self.bridge_pickup_timeout > 0, f"bridge pickup timeout must be > 0, got {self.bridge_pickup_timeout}"),
+            (self.bridge_result_timeout > 0, f"bridge result timeout must be > 0, got {self.bridge_result_timeout}"),
         ]
         for ok, message in checks:
             if not ok:

@@ -24,10 +24,12 @@ from coda.supervisor.config import SupervisorConfig
 from coda.supervisor.state import FINISHED, PROCESSES, Execution, Run, SlotState, SupervisorState, WorkerState
 
 __all__ = [
+    "BridgeHello",
     "CloseConnection",
     "ConnectionClosed",
     "Dispatcher",
     "Drain",
+    "ExecuteLegacyTask",
     "KillWorker",
     "Out",
     "StartWorker",
@@ -85,6 +87,25 @@ class CloseConnection:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class BridgeHello:
+    """The Celery bridge (in the supervisor process) registers as a virtual worker that takes
+    every task name no worker registered."""
+
+    capacity: int
+
+
+@dataclass(frozen=True, slots=True)
+class ExecuteLegacyTask:
+    """ExecuteTask for the bridge: the memo key gives the Celery task a deterministic id."""
+
+    exec_id: int
+    run_id: str
+    task: str
+    args: dict[str, Any]
+    memo_key: bytes | None
+
+
 def child_run_id(parent: str, workflow: str, args: dict[str, Any]) -> str:
     """A child run's id: the same parent, workflow and args give the same child on a rerun."""
     digest = hashlib.blake2b(msgpack.packb([workflow, args], use_bin_type=True), digest_size=8).hexdigest()
@@ -125,6 +146,7 @@ class Dispatcher:
             p.CancelRun: self._cancel_run,
             p.GetSupervisorStatus: self._get_supervisor_status,
             WorkerSpawned: self._worker_spawned,
+            BridgeHello: self._bridge_hello,
             ConnectionClosed: self._connection_closed,
             Drain: self._drain,
         }
@@ -195,6 +217,24 @@ class Dispatcher:
         slot = self.state.slots.setdefault(msg.slot, SlotState())
         slot.peer, slot.pid, slot.spawned_at, slot.hello = sender, msg.pid, now, False
         self.state.spawned[sender] = msg.slot
+
+    def _bridge_hello(self, sender: int, msg: BridgeHello, now: float, out: Out) -> None:
+        state = self.state
+        if state.bridge is not None or sender in state.workers or sender in state.clients:
+            self._reject(sender, "a second BridgeHello", out)
+            return
+        state.bridge = sender
+        state.workers[sender] = WorkerState(
+            peer=sender, slot=-1, pid=0, tasks=frozenset(), workflows=frozenset(), capacity=msg.capacity,
+            workflow_capacity=0, started_at=now, bridge=True,
+        )
+        logger.info("coda.supervisor.bridge_ready: peer %s", sender)
+
+    def _can_run(self, worker: WorkerState, name: str, is_task: bool) -> bool:
+        if not is_task:
+            return name in worker.workflows
+        # The bridge takes what no Coda worker registered (Celery tasks, or Celery task names).
+        return name not in self.state.known_tasks if worker.bridge else name in worker.tasks
 
     def _worker_hello(self, sender: int, msg: p.WorkerHello, now: float, out: Out) -> None:
         state = self.state
@@ -316,7 +356,7 @@ class Dispatcher:
                 # Most room first; for a task, then the worker hosting fewer workflows, so a
                 # timeout kill takes as few bystanders with it as it can.
                 rank = (room(w), -len(w.running_workflows) if is_task else 0)
-                if rank[0] > 0 and rank > best_rank and execution.name in (w.tasks if is_task else w.workflows):
+                if rank[0] > 0 and rank > best_rank and self._can_run(w, execution.name, is_task):
                     best, best_rank = w, rank
             if best is None:
                 skipped.append(exec_id)
@@ -328,8 +368,12 @@ class Dispatcher:
             if is_task:
                 best.running.add(exec_id)
                 run.counts["executed"] += 1
-                out.append((best.peer, p.ExecuteTask(exec_id, execution.run_id, execution.name, execution.args, execution.attempt)))
-                timeout = state.known_tasks[execution.name].timeout
+                if best.bridge:
+                    out.append((best.peer, ExecuteLegacyTask(exec_id, execution.run_id, execution.name, execution.args, execution.memo_key)))
+                else:
+                    out.append((best.peer, p.ExecuteTask(exec_id, execution.run_id, execution.name, execution.args, execution.attempt)))
+                spec = state.known_tasks.get(execution.name)
+                timeout = None if spec is None else spec.timeout
                 if timeout is not None:
                     state.add_timer(now + timeout, "deadline", exec_id, execution.token)
             else:
@@ -349,7 +393,7 @@ class Dispatcher:
             why = "no longer exists" if run is None else f"is {run.state}"
             out.append((sender, p.SpawnFailed(msg.request_id, msg.task, _error("coda.errors.InvalidState", f"run {msg.run_id!r} {why}", "cancelled"))))
             return
-        if msg.task not in state.known_tasks:
+        if msg.task not in state.known_tasks and state.bridge is None:
             names = ", ".join(sorted(state.known_tasks)) or "(none)"
             message = f"unknown task {msg.task!r}; registered tasks: {names}"
             out.append((sender, p.SpawnFailed(msg.request_id, msg.task, _error("coda.errors.UnknownName", message, "unknown_name"))))
@@ -608,11 +652,14 @@ class Dispatcher:
                 if worker is not None:
                     worker.running_workflows.discard(execution.id)
                 out.append((execution.worker, p.CancelExecution(execution.id)))
-        # Queued tasks of the run are dropped; running ones finish and are memoized.
+        # Queued tasks of the run are dropped; running ones finish and are memoized, except on
+        # Celery, where the bridge revokes them (and answers for them).
         for exec_id in list(run.tasks):
             execution = state.execs.get(exec_id)
             if execution is not None and execution.worker is None:
                 self._task_final(execution, _error("coda.errors.InvalidState", "its run was cancelled", "cancelled"), out)
+            elif execution is not None and state.bridge is not None and execution.worker == state.bridge:
+                out.append((state.bridge, p.CancelExecution(exec_id)))
         for child_id in run.children:
             child = state.runs.get(child_id)
             if child is not None and child.state not in FINISHED:
@@ -738,7 +785,9 @@ class Dispatcher:
                     "workflows": len(w.workflows),
                 }
                 for w in sorted(state.workers.values(), key=lambda w: w.slot)
+                if not w.bridge
             ],
+            "bridge": None if state.bridge is None else {"running_tasks": len(state.workers[state.bridge].running)},
             "runs": runs,
             "queues": {
                 "pending_tasks": len(state.pending_tasks),

@@ -95,6 +95,8 @@ class Supervisor:
         self._starting = True
         self._spawns: set[asyncio.Task[None]] = set()
         self._grace_over = False
+        self.bridge: Any = None  # coda.bridge.CeleryBridge with --celery-app, a peer in this process
+        self.bridge_peer: int | None = None
 
     # -- routing --------------------------------------------------------------------------------------
 
@@ -108,6 +110,8 @@ class Supervisor:
             for peer, msg in out:
                 if peer == PROCESSES:
                     effects.append(msg)
+                elif peer == self.bridge_peer:
+                    self.bridge.handle(msg)
                 else:
                     batches.setdefault(peer, []).append(encode_frame(msg))
             for peer, frames in batches.items():
@@ -187,6 +191,9 @@ class Supervisor:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._on_signal, sig)
         self.route(self.dispatcher.start(time.time()))
+        if self.config.celery_app is not None and not await self._start_bridge():
+            await self._shutdown()
+            return 1
         if not await self._wait_for_workers():
             await self._shutdown()
             return 1
@@ -206,6 +213,21 @@ class Supervisor:
         server.close()
         await self._shutdown()
         return 0
+
+    async def _start_bridge(self) -> bool:
+        from coda.bridge import CeleryBridge
+
+        peer = next(self.peer_ids)
+        bridge = CeleryBridge(self.config, lambda msg: self.deliver(peer, msg))
+        try:
+            hello = await bridge.start()
+        except Exception as exc:  # noqa: BLE001 - the user's Celery app may raise anything
+            print(f"coda supervisor: the Celery bridge cannot start: {type(exc).__name__}: {exc}", file=sys.stderr)
+            await bridge.stop()
+            return False
+        self.bridge, self.bridge_peer = bridge, peer
+        self.deliver(peer, hello)
+        return True
 
     async def _wait_for_workers(self) -> bool:
         deadline = time.monotonic() + _STARTUP_TIMEOUT
@@ -256,6 +278,8 @@ class Supervisor:
                 conn.reason = "supervisor stopping"
                 conn.transport.close()
         await self.processes.stop_all()
+        if self.bridge is not None:
+            await self.bridge.stop()
 
 
 async def serve(config: SupervisorConfig) -> int:

@@ -44,6 +44,7 @@ class WorkerState:
     started_at: float
     running: set[int] = field(default_factory=set)
     running_workflows: set[int] = field(default_factory=set)
+    bridge: bool = False  # the Celery bridge: takes every task no worker registered
 
 
 @dataclass(eq=False)
@@ -137,6 +138,7 @@ class SupervisorState:
     known_tasks: dict[str, TaskSpec] = field(default_factory=dict)
     known_workflows: dict[str, WorkflowSpec] = field(default_factory=dict)
     draining: bool = False
+    bridge: int | None = None  # peer of the Celery bridge, when the supervisor runs one
     evict_at: float | None = None
     exec_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     timer_seq: itertools.count[int] = field(default_factory=itertools.count)
