@@ -199,5 +199,6 @@ async def test_redis_restart_while_tasks_are_in_flight(legacy_factory, redis_url
             results = await asyncio.gather(*(h.result(timeout=60) for h in handles))
         assert results == [{"ok": f"done {k}"} for k in keys]
         assert [legacy.count("hang-done", k) for k in keys] == [1] * len(keys)
+        assert "coda.bridge.redis_results.reconnect" in sup.log()  # the bridge did see the outage
     finally:
         own.stop()
