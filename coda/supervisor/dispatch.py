@@ -33,6 +33,7 @@ __all__ = [
     "KillWorker",
     "Out",
     "StartWorker",
+    "SubmitTask",
     "WorkerSpawned",
     "child_run_id",
 ]
@@ -106,6 +107,17 @@ class ExecuteLegacyTask:
     memo_key: bytes | None
 
 
+@dataclass(frozen=True, slots=True)
+class SubmitTask:
+    """A task outside any run, from an in-process client (the Celery queue takeover): answered
+    with SpawnSucceeded/SpawnFailed; ``timeout`` overrides the task's own."""
+
+    request_id: int
+    task: str
+    args: dict[str, Any]
+    timeout: float | None
+
+
 def child_run_id(parent: str, workflow: str, args: dict[str, Any]) -> str:
     """A child run's id: the same parent, workflow and args give the same child on a rerun."""
     digest = hashlib.blake2b(msgpack.packb([workflow, args], use_bin_type=True), digest_size=8).hexdigest()
@@ -147,11 +159,12 @@ class Dispatcher:
             p.GetSupervisorStatus: self._get_supervisor_status,
             WorkerSpawned: self._worker_spawned,
             BridgeHello: self._bridge_hello,
+            SubmitTask: self._submit_task,
             ConnectionClosed: self._connection_closed,
             Drain: self._drain,
         }
         self._worker_only = {p.SpawnTask, p.SpawnWorkflow, p.TaskSucceeded, p.TaskFailed, p.WorkflowSucceeded, p.WorkflowFailed}
-        self._client_only = {p.StartRun, p.AwaitRun, p.GetRunStatus, p.RerunRun, p.CancelRun, p.GetSupervisorStatus}
+        self._client_only = {SubmitTask, p.StartRun, p.AwaitRun, p.GetRunStatus, p.RerunRun, p.CancelRun, p.GetSupervisorStatus}
 
     # -- entry points -------------------------------------------------------------------------------
 
@@ -344,7 +357,8 @@ class Dispatcher:
             if execution is None or execution.worker is not None:
                 continue
             run = state.runs.get(execution.run_id)
-            if run is None or (kind == "workflow" and run.state in FINISHED):
+            # A submitted task belongs to no run (run id "").
+            if (run is None and execution.run_id) or (kind == "workflow" and (run is None or run.state in FINISHED)):
                 state.execs.pop(exec_id, None)
                 continue
             best: WorkerState | None = None
@@ -367,16 +381,18 @@ class Dispatcher:
             execution.token += 1
             if is_task:
                 best.running.add(exec_id)
-                run.counts["executed"] += 1
+                if run is not None:
+                    run.counts["executed"] += 1
                 if best.bridge:
                     out.append((best.peer, ExecuteLegacyTask(exec_id, execution.run_id, execution.name, execution.args, execution.memo_key)))
                 else:
                     out.append((best.peer, p.ExecuteTask(exec_id, execution.run_id, execution.name, execution.args, execution.attempt)))
                 spec = state.known_tasks.get(execution.name)
-                timeout = None if spec is None else spec.timeout
+                timeout = execution.timeout if execution.timeout is not None else None if spec is None else spec.timeout
                 if timeout is not None:
                     state.add_timer(now + timeout, "deadline", exec_id, execution.token)
             else:
+                assert run is not None
                 best.running_workflows.add(exec_id)
                 run.state = "running"
                 out.append((best.peer, p.ExecuteWorkflow(exec_id, run.run_id, run.workflow, run.args, run.attempt)))
@@ -436,6 +452,18 @@ class Dispatcher:
             run.inflight[key] = exec_id
         state.pending_tasks.append(exec_id)
 
+    def _submit_task(self, sender: int, msg: SubmitTask, now: float, out: Out) -> None:
+        state = self.state
+        if msg.task not in state.known_tasks:
+            message = f"unknown task {msg.task!r}: no worker registered it"
+            out.append((sender, p.SpawnFailed(msg.request_id, msg.task, _error("coda.errors.UnknownName", message, "unknown_name"))))
+            return
+        exec_id = next(state.exec_ids)
+        state.execs[exec_id] = Execution(
+            exec_id, "task", msg.task, "", msg.args, waiters=[(sender, msg.request_id)], timeout=msg.timeout
+        )
+        state.pending_tasks.append(exec_id)
+
     def _running_exec(self, sender: int, exec_id: int) -> Execution | None:
         execution = self.state.execs.get(exec_id)
         if execution is None or execution.worker != sender:
@@ -455,7 +483,7 @@ class Dispatcher:
             run.tasks.discard(msg.exec_id)
             self._settle(run, execution, (True, msg.value))
         for peer, request_id in execution.waiters:
-            if peer in state.workers:
+            if peer in state.workers or peer in state.clients:
                 out.append((peer, p.SpawnSucceeded(request_id, msg.value)))
 
     @staticmethod
@@ -508,7 +536,7 @@ class Dispatcher:
             run.tasks.discard(execution.id)
             self._settle(run, execution, (False, error))
         for peer, request_id in execution.waiters:
-            if peer in state.workers:
+            if peer in state.workers or peer in state.clients:
                 out.append((peer, p.SpawnFailed(request_id, execution.name, error)))
 
     def _deadline(self, exec_id: int, token: int, now: float, out: Out) -> None:
@@ -521,7 +549,8 @@ class Dispatcher:
         worker = state.workers[peer]
         worker.running.discard(exec_id)
         execution.worker = None
-        message = f"ran longer than its timeout of {spec.timeout:g}s; worker pid {worker.pid} was killed"
+        limit = execution.timeout if execution.timeout is not None else spec.timeout
+        message = f"ran longer than its timeout of {limit:g}s; worker pid {worker.pid} was killed"
         logger.warning("coda.supervisor.task_timeout: %s exec %s: %s", execution.name, exec_id, message)
         run = state.runs.get(execution.run_id)
         if spec.retry_on_timeout and execution.attempt <= spec.max_retries and run is not None and run.state not in FINISHED:

@@ -35,6 +35,8 @@ class WorkerProcesses:
             argv += ["-A", app]
         env = dict(os.environ)
         env.setdefault("CODA_LOG_LEVEL", self.config.log_level)
+        if self.config.celery_app:
+            env["CODA_CELERY_APP"] = self.config.celery_app  # for coda.bridge._execute
         # Workers import the user's modules from where the supervisor was started.
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.getcwd(), env.get("PYTHONPATH")]))
         try:

@@ -79,6 +79,9 @@ class Supervisor:
     """Runs one supervisor until it has drained; :meth:`run` returns the exit code."""
 
     def __init__(self, config: SupervisorConfig, *, in_process: bool = False, handle_signals: bool = True) -> None:
+        if config.queues:
+            # Workers of a queue takeover run Celery messages (coda.bridge._execute).
+            config = config.with_(apps=(*config.apps, "coda.bridge._execute"))  # EXECUTE_MODULE
         self.config = config
         self.handle_signals = handle_signals
         self.dispatcher = Dispatcher(config)
@@ -97,6 +100,8 @@ class Supervisor:
         self._grace_over = False
         self.bridge: Any = None  # coda.bridge.CeleryBridge with --celery-app, a peer in this process
         self.bridge_peer: int | None = None
+        self.takeover: Any = None  # coda.bridge.Takeover with -Q: consumes Celery queues
+        self.takeover_peer: int | None = None
 
     # -- routing --------------------------------------------------------------------------------------
 
@@ -112,6 +117,8 @@ class Supervisor:
                     effects.append(msg)
                 elif peer == self.bridge_peer:
                     self.bridge.handle(msg)
+                elif peer == self.takeover_peer:
+                    self.takeover.handle(msg)
                 else:
                     batches.setdefault(peer, []).append(encode_frame(msg))
             for peer, frames in batches.items():
@@ -197,6 +204,9 @@ class Supervisor:
         if not await self._wait_for_workers():
             await self._shutdown()
             return 1
+        if self.config.queues and not await self._start_takeover():
+            await self._shutdown()
+            return 1
         host, port = parse_address(self.config.listen)
         try:
             server = await loop.create_server(lambda: _Connection(self, next(self.peer_ids)), host, port)
@@ -229,6 +239,19 @@ class Supervisor:
         self.deliver(peer, hello)
         return True
 
+    async def _start_takeover(self) -> bool:
+        from coda.bridge import Takeover
+
+        peer = next(self.peer_ids)
+        try:
+            self.takeover = Takeover(self.config, lambda msg: self.deliver(peer, msg))
+            self.takeover_peer = peer
+            await self.takeover.start()
+        except CodaError as exc:
+            print(f"coda supervisor: {exc}", file=sys.stderr)
+            return False
+        return True
+
     async def _wait_for_workers(self) -> bool:
         deadline = time.monotonic() + _STARTUP_TIMEOUT
         slots = self.dispatcher.state.slots
@@ -256,6 +279,8 @@ class Supervisor:
         assert self._stopping is not None
         self._stopping.set()
         self.deliver(PROCESSES, Drain())
+        if self.takeover is not None:
+            self.takeover.drain()
 
     async def started(self) -> tuple[str, int]:
         """Wait until the supervisor listens; its (host, port)."""
@@ -273,6 +298,8 @@ class Supervisor:
     async def _shutdown(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
+        if self.takeover is not None:
+            await self.takeover.stop()  # acks what finished; the rest goes back to the broker
         for conn in list(self.conns.values()):
             if conn.transport is not None:
                 conn.reason = "supervisor stopping"

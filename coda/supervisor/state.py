@@ -74,6 +74,7 @@ class Execution:
     worker: int | None = None
     deaths: int = 0
     token: int = 0  # bumped at each dispatch, so stale timers of an earlier dispatch do nothing
+    timeout: float | None = None  # per execution (a taken-over Celery message's time limit)
 
 
 @dataclass(eq=False)
