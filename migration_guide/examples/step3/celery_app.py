@@ -1,6 +1,7 @@
 """The Celery app, now serving only the stages still on Celery workers.
 
-PIPELINE_BROKER_URL   broker (default: Redis on loopback)
+PIPELINE_BROKER_URL   broker (default: Redis on loopback; ``filesystem://`` needs no server)
+PIPELINE_BROKER_DIR   the folder a ``filesystem://`` broker keeps its messages in
 PIPELINE_QUEUE_PREFIX prepended to every queue name (tests give each run its own queues)
 """
 
@@ -30,6 +31,10 @@ app.conf.update(
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
 )
+if app.conf.broker_url.startswith("filesystem://"):
+    # kombu's filesystem transport: messages are files in one folder (the demo's default).
+    folder = os.environ.get("PIPELINE_BROKER_DIR", "pipeline-broker")
+    app.conf.broker_transport_options = {"data_folder_in": folder, "data_folder_out": folder}
 # Still no result backend: this one line lets the Celery workers report the outcome of the
 # tasks a workflow spawns back to the supervisor.
 coda.bridge.install(app)
