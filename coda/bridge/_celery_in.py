@@ -109,6 +109,8 @@ class Takeover:
         self._held = 0  # messages waiting for their eta
         self._limited: dict[str, tuple[Any, collections.deque[_Delivery]]] = {}
         self._unsettled = 0  # consumer thread: received, not yet acked or rejected
+        self._unacked_tags: set[Any] = set()  # consumer thread: delivery tags of those
+        self._next_refresh = 0.0
         self._stop = threading.Event()
         self._draining = False
         self._ready = threading.Event()
@@ -261,6 +263,7 @@ class Takeover:
         def settle() -> None:
             if message.channel is not self._channel:
                 return  # from a connection since lost: the broker has it back already
+            self._unacked_tags.discard(message.delivery_tag)
             if how == "ack":
                 message.ack()
             elif how == "requeue_later":
@@ -276,6 +279,7 @@ class Takeover:
 
     def _reject(self, message: Any, requeue: bool) -> None:
         if message.channel is self._channel:
+            self._unacked_tags.discard(message.delivery_tag)
             message.reject(requeue=requeue)
             self._unsettled -= 1
 
@@ -293,6 +297,7 @@ class Takeover:
                     connection.ensure_connection(max_retries=1)
                     self._channel = connection.channel()
                     self._unsettled = 0
+                    self._unacked_tags.clear()
                     self._later.clear()
                     self._consumer = Consumer(
                         self._channel, queues=self._queues(), on_message=self._received,
@@ -334,6 +339,24 @@ class Takeover:
             except Exception as exc:  # noqa: BLE001 - the transport could not even make a message of it
                 logger.error("coda.bridge.takeover.bad_envelope: queues %s: %s: %s",
                              ",".join(self.config.queues), type(exc).__name__, exc)
+            self._keep_invisible()
+
+    def _keep_invisible(self) -> None:
+        """On Redis, an unacked message older than ``visibility_timeout`` is handed out again
+        (celery#2599: a long eta runs twice). While this supervisor lives it re-stamps what it
+        holds, so only the messages of a dead supervisor come back."""
+        now = time.monotonic()
+        if now < self._next_refresh:
+            return
+        channel = self._channel
+        timeout = getattr(channel, "visibility_timeout", None)
+        if timeout is None or not hasattr(channel, "unacked_index_key"):
+            self._next_refresh = float("inf")  # not Redis: the broker tracks the consumer itself
+            return
+        self._next_refresh = now + max(float(timeout) / 3, 0.2)
+        if self._unacked_tags:
+            stamp = time.time()
+            channel.client.zadd(channel.unacked_index_key, {tag: stamp for tag in self._unacked_tags}, xx=True)
 
     def _run_commands(self) -> None:
         commands = self._commands
@@ -357,6 +380,7 @@ class Takeover:
 
     def _received(self, message: Any) -> None:
         self._unsettled += 1
+        self._unacked_tags.add(message.delivery_tag)
         info = message.delivery_info or {}
         queue = str(info.get("routing_key") or info.get("exchange") or "?")
         headers = message.headers or {}
@@ -407,5 +431,6 @@ class Takeover:
 
     def _bad(self, message: Any, queue: str, msg_id: str, why: str) -> None:
         logger.error("coda.bridge.takeover.bad_message: queue %s message %s rejected: %s", queue, msg_id, why)
+        self._unacked_tags.discard(message.delivery_tag)
         message.reject(requeue=False)
         self._unsettled -= 1

@@ -49,6 +49,14 @@ def test_sigkill_with_messages_in_flight_loses_none(redis_setup: Setup, coda_sup
     wait_for(lambda: s.redis.hlen(f"{s.prefix}:unacked") == 0, 10, "every message acked")
 
 
+def test_eta_beyond_the_visibility_timeout_runs_once(redis_setup: Setup, coda_supervisor_factory: Callable[..., SupervisorProcess]) -> None:
+    s = redis_setup  # visibility_timeout is 3 s in the test app
+    s.supervisor(coda_supervisor_factory)
+    result = s.task("takeover.counted").apply_async((7,), countdown=5)
+    assert result.get(timeout=20) == 7
+    assert s.runs("runs:7") == 1
+
+
 def test_producers_unchanged_on_rabbitmq(amqp_url: str, redis_url: str, run_tag: str,
                                          coda_supervisor_factory: Callable[..., SupervisorProcess]) -> None:
     s = Setup(amqp_url, redis_url, run_tag)
