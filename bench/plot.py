@@ -41,9 +41,13 @@ def plot_workload(result: WorkloadResult, directory: Path) -> Path | None:
     if not result.figures:
         return None
     plt = _pyplot()
-    keys = list(dict.fromkeys(f.figure.key for f in result.figures))
-    fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys) + 1, 3.6), squeeze=False)
-    for ax, key in zip(axes[0], keys):
+    keys = list(dict.fromkeys(f.figure.key for f in result.figures if f.figure.compare))
+    columns = min(3, len(keys))
+    rows_of_plots = -(-len(keys) // columns)
+    fig, axes = plt.subplots(rows_of_plots, columns, figsize=(3.4 * columns + 1, 3.4 * rows_of_plots + 0.4), squeeze=False)
+    for ax in axes.flat[len(keys):]:
+        ax.set_visible(False)
+    for ax, key in zip(axes.flat, keys):
         rows = [f for f in result.figures if f.figure.key == key]
         medians = [f.summary.median for f in rows]
         errors = [[f.summary.median - f.summary.min for f in rows], [f.summary.max - f.summary.median for f in rows]]
@@ -59,7 +63,8 @@ def plot_workload(result: WorkloadResult, directory: Path) -> Path | None:
     fig.suptitle(f"{result.number}. {result.title}", fontsize=10)
     if verdicts:
         fig.text(0.01, 0.01, "\n".join(verdicts), fontsize=7, va="bottom")
-    fig.tight_layout(rect=(0, 0.04 * (len(verdicts) + 1) if verdicts else 0, 1, 1))
+    footer = 0.035 * (len(verdicts) + 1) / rows_of_plots if verdicts else 0
+    fig.tight_layout(rect=(0, footer, 1, 1))
     path = directory / f"{result.name}.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
