@@ -356,7 +356,9 @@ class Takeover:
         self._next_refresh = now + max(float(timeout) / 3, 0.2)
         if self._unacked_tags:
             stamp = time.time()
-            channel.client.zadd(channel.unacked_index_key, {tag: stamp for tag in self._unacked_tags}, xx=True)
+            # A pooled connection: channel.client may be waiting on BRPOP.
+            with channel.conn_or_acquire() as client:
+                client.zadd(channel.unacked_index_key, {tag: stamp for tag in self._unacked_tags}, xx=True)
 
     def _run_commands(self) -> None:
         commands = self._commands

@@ -37,23 +37,30 @@ _prepare_accept: Any = serialization.prepare_accept_content
 HOSTNAME = f"coda@{socket.gethostname()}"
 
 
+_APP: Any = None
+_ACCEPT: Any = None
+
+
 def _load_app() -> Any:
-    from celery.worker.request import Request  # noqa: F401 - fail at startup, not at the first message
+    global _APP, _ACCEPT
+    if _APP is None:
+        from coda.bridge._celery_out import load_celery_app
 
-    from coda.bridge._celery_out import load_celery_app
+        spec = os.environ.get("CODA_CELERY_APP")
+        if not spec:
+            raise BridgeError("coda.bridge._execute needs CODA_CELERY_APP (the supervisor's --celery-app)")
+        app = load_celery_app(spec)
+        # What `celery worker` imports besides the app module (`imports`/`include` settings).
+        app.loader.import_default_modules()
+        app.finalize(auto=True)
+        _ACCEPT = _prepare_accept(app.conf.accept_content)
+        _APP = app
+    return _APP
 
-    spec = os.environ.get("CODA_CELERY_APP")
-    if not spec:
-        raise BridgeError("coda.bridge._execute needs CODA_CELERY_APP (the supervisor's --celery-app)")
-    app = load_celery_app(spec)
-    # What `celery worker` imports besides the app module (`imports`/`include` settings).
-    app.loader.import_default_modules()
-    app.finalize(auto=True)
-    return app
 
-
-_APP = _load_app()
-_ACCEPT = _prepare_accept(_APP.conf.accept_content)
+# A supervisor's worker has CODA_CELERY_APP: fail at startup, not at the first message.
+if os.environ.get("CODA_CELERY_APP"):
+    _load_app()
 
 
 def run_celery_message(
@@ -67,8 +74,9 @@ def run_celery_message(
     """Run one Celery message through ``Request.execute`` (the worker's own path)."""
     from celery.worker.request import Request
 
+    app = _load_app()
     name = headers.get("task")
-    task = _APP.tasks.get(name)
+    task = app.tasks.get(name)
     if task is None:
         raise UnknownName(f"no Celery task {name!r} is registered in this worker")
     message = _Message(
@@ -76,7 +84,7 @@ def run_celery_message(
         delivery_info=delivery_info, properties=properties, headers=headers, accept=_ACCEPT,
     )
     # on_ack/on_reject stay no-ops: the supervisor acknowledges once this returns.
-    Request(message, app=_APP, task=task, hostname=HOSTNAME).execute()
+    Request(message, app=app, task=task, hostname=HOSTNAME).execute()
 
 
 REGISTRY.add_task(Task(run_celery_message, name=TASK_NAME))
