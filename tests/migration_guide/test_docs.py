@@ -15,5 +15,5 @@ def test_chapter_blocks_match_the_code(chapter) -> None:  # noqa: ANN001
 
 def test_every_step_has_a_chapter() -> None:
     names = {p.name for p in render.chapters()}
-    for expected in ["README.md", "0-today.md", "1-wrap.md", "3-workflow.md", "4-retire.md", "reference.md", "troubleshooting.md"]:
+    for expected in ["README.md", "0-today.md", "1-wrap.md", "2-takeover.md", "3-workflow.md", "4-retire.md", "reference.md", "troubleshooting.md"]:
         assert expected in names
