@@ -10,10 +10,11 @@ import sys
 import pytest
 
 
-def _demo(env: dict[str, str], events: int = 12) -> subprocess.CompletedProcess[str]:
+def _demo(env: dict[str, str], events: int = 12, cwd: str | None = None) -> subprocess.CompletedProcess[str]:
     full = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")} | env
+    full["PYTHONPATH"] = os.pathsep.join(filter(None, [os.getcwd(), full.get("PYTHONPATH")]))
     return subprocess.run([sys.executable, "-m", "migration_guide.demo", "--events", str(events)],
-                          capture_output=True, text=True, env=full, timeout=240)
+                          capture_output=True, text=True, env=full, timeout=240, cwd=cwd)
 
 
 def _row(stdout: str, label: str) -> str:
@@ -23,10 +24,11 @@ def _row(stdout: str, label: str) -> str:
 
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("broker", ["embedded", "redis"])
-def test_demo_runs_to_completion(broker: str, request: pytest.FixtureRequest) -> None:
+def test_demo_runs_to_completion(broker: str, request: pytest.FixtureRequest, tmp_path) -> None:  # noqa: ANN001
     env = {"CODA_BROKER_URL": request.getfixturevalue("redis_url")} if broker == "redis" else {"CODA_BROKER_URL": ""}
-    done = _demo(env)
+    done = _demo(env, cwd=str(tmp_path))
     assert done.returncode == 0, done.stdout + done.stderr
+    assert list(tmp_path.iterdir()) == []  # it leaves nothing behind where it ran
     out = done.stdout
     assert _row(out, "events fed") == "14"  # 12 events, one delivered twice, one missing payload
     assert _row(out, "workflow runs") == "13"

@@ -34,7 +34,8 @@ app.conf.update(
 if app.conf.broker_url.startswith("filesystem://"):
     # kombu's filesystem transport: messages are files in one folder (the demo's default).
     folder = os.environ.get("PIPELINE_BROKER_DIR", "pipeline-broker")
-    app.conf.broker_transport_options = {"data_folder_in": folder, "data_folder_out": folder}
+    app.conf.broker_transport_options = {"data_folder_in": folder, "data_folder_out": folder,
+                                         "control_folder": os.path.join(folder, "control")}
 # Still no result backend: this one line lets the Celery workers report the outcome of the
 # tasks a workflow spawns back to the supervisor.
 coda.bridge.install(app)
