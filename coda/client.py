@@ -7,9 +7,11 @@ ids, so any number may be outstanding at once; a run goes on when its client dis
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import os
 import threading
+import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -190,20 +192,37 @@ class Client:
                 waiter.set_exception(SupervisorUnavailable(f"lost the connection to the supervisor at {self.address}{why}"))
         self._pending.clear()
 
-    async def _request(self, make: Any) -> p.Message:
+    async def _send(self, *makes: Any) -> list[asyncio.Future[p.Message]]:
+        """Write one request per ``make(request_id)`` in a single write; their reply futures."""
         protocol = await self._connection()
-        request_id = next(self._ids)
-        waiter: asyncio.Future[p.Message] = asyncio.get_running_loop().create_future()
-        self._pending[request_id] = waiter
+        loop = asyncio.get_running_loop()
+        waiters = []
+        frames = []
+        for make in makes:
+            request_id = next(self._ids)
+            waiter: asyncio.Future[p.Message] = loop.create_future()
+            self._pending[request_id] = waiter
+            # A caller that stops waiting (timeout, cancel) leaves no entry behind.
+            waiter.add_done_callback(functools.partial(self._forget, request_id))
+            waiters.append(waiter)
+            frames.append(encode_frame(make(request_id)))
         assert protocol.transport is not None
-        protocol.transport.write(encode_frame(make(request_id)))
-        try:
-            reply = await waiter
-        finally:
-            self._pending.pop(request_id, None)
+        protocol.transport.write(b"".join(frames))
+        return waiters
+
+    def _forget(self, request_id: int, _: object) -> None:
+        self._pending.pop(request_id, None)
+
+    @staticmethod
+    async def _reply(waiter: asyncio.Future[p.Message]) -> p.Message:
+        reply = await waiter
         if type(reply) is p.ErrorReply:
             raise _error_from(reply.error)
         return reply
+
+    async def _request(self, make: Any) -> p.Message:
+        (waiter,) = await self._send(make)
+        return await self._reply(waiter)
 
     async def close(self) -> None:
         if self._protocol is not None and self._protocol.transport is not None:
@@ -218,9 +237,8 @@ class Client:
 
     # -- API ------------------------------------------------------------------------------------------
 
-    async def start(self, workflow: Any, args: dict[str, Any] | None = None, *, run_id: str | None = None) -> RunHandle:
-        """Start ``workflow`` with keyword ``args``. With a ``run_id`` that already exists, the
-        existing run is returned (``handle.created`` is False) and nothing new starts."""
+    @staticmethod
+    def _prepare(workflow: Any, args: dict[str, Any] | None, run_id: str | None) -> tuple[str, dict[str, Any]]:
         args = {} if args is None else args
         if type(args) is not dict:
             raise TypeError(f"args must be a dict of keyword arguments, got {type(args).__name__}")
@@ -228,14 +246,24 @@ class Client:
         name = _workflow_name(workflow, args)
         if run_id is not None and (not isinstance(run_id, str) or not run_id or "/" in run_id):
             raise TypeError(f"run_id must be a non-empty str without '/', got {run_id!r}")
+        return name, args
+
+    async def start(self, workflow: Any, args: dict[str, Any] | None = None, *, run_id: str | None = None) -> RunHandle:
+        """Start ``workflow`` with keyword ``args``. With a ``run_id`` that already exists, the
+        existing run is returned (``handle.created`` is False) and nothing new starts."""
+        name, args = self._prepare(workflow, args, run_id)
         reply = await self._request(lambda rid: p.StartRun(rid, name, args, run_id))
         assert type(reply) is p.RunStarted
         return RunHandle(self, reply.run_id, reply.created)
 
     async def result(self, run_id: str, timeout: float | None = None) -> Any:
         """Wait for run ``run_id`` to end and return its result (see RunHandle.result)."""
+        (waiter,) = await self._send(lambda rid: p.AwaitRun(rid, run_id))
+        return await self._finished(run_id, waiter, timeout)
+
+    async def _finished(self, run_id: str, waiter: asyncio.Future[p.Message], timeout: float | None) -> Any:
         try:
-            reply = await asyncio.wait_for(self._request(lambda rid: p.AwaitRun(rid, run_id)), timeout)
+            reply = await asyncio.wait_for(self._reply(waiter), timeout)
         except asyncio.TimeoutError:
             raise RunTimeout(f"run {run_id!r} did not finish within {timeout}s") from None
         assert type(reply) is p.RunFinished
@@ -246,9 +274,19 @@ class Client:
 
     async def run(self, workflow: Any, args: dict[str, Any] | None = None, *, run_id: str | None = None,
                   timeout: float | None = None) -> Any:
-        """Start and wait: the run's result."""
-        handle = await self.start(workflow, args, run_id=run_id)
-        return await handle.result(timeout=timeout)
+        """Start and wait: the run's result. Start and wait go out in one write (the run id is
+        chosen here when the caller gives none), which saves a round trip per run."""
+        name, args = self._prepare(workflow, args, run_id)
+        run_id = run_id if run_id is not None else uuid.uuid4().hex
+        started, finished = await self._send(
+            lambda rid: p.StartRun(rid, name, args, run_id), lambda rid: p.AwaitRun(rid, run_id)
+        )
+        try:
+            await self._reply(started)
+        except BaseException:
+            finished.cancel()
+            raise
+        return await self._finished(run_id, finished, timeout)
 
     async def status(self, run_id: str) -> RunStatus:
         reply = await self._request(lambda rid: p.GetRunStatus(rid, run_id))

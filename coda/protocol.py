@@ -200,11 +200,16 @@ class Welcome(Message):
 @_tag(21)
 @dataclass(frozen=True, slots=True)
 class ExecuteTask(Message):
+    """Run a task. ``local_request`` is the request id of the spawn, by a workflow on this same
+    worker, that awaits the result: the worker answers it itself as soon as the task succeeds
+    or fails for good (the supervisor then does not), which saves two hops per step."""
+
     exec_id: int
     run_id: str
     task: str
     args: dict[str, Any]
     attempt: int
+    local_request: int | None = None
 
 
 @_tag(22)

@@ -196,9 +196,16 @@ class Worker(asyncio.Protocol):
         except BaseException as exc:  # noqa: BLE001 - every failure is reported, none kills the worker
             if isinstance(exc, asyncio.CancelledError):
                 raise
-            self.send(p.TaskFailed(msg.exec_id, error_info(exc), definition.retry_in(exc, info)))
+            error = error_info(exc)
+            retry_in = definition.retry_in(exc, info)
+            self.send(p.TaskFailed(msg.exec_id, error, retry_in))
+            if msg.local_request is not None and retry_in is None:
+                self._resolve(p.SpawnFailed(msg.local_request, msg.task, error))
         else:
+            # The supervisor hears first (the stream is ordered), then the workflow here resumes.
             self.send(p.TaskSucceeded(msg.exec_id, value))
+            if msg.local_request is not None:
+                self._resolve(p.SpawnSucceeded(msg.local_request, value))
 
     # -- workflows --------------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ import msgpack
 from coda import protocol as p
 from coda.keys import memo_key
 from coda.supervisor.config import SupervisorConfig
-from coda.supervisor.state import FINISHED, PROCESSES, Execution, Run, SlotState, SupervisorState, WorkerState
+from coda.supervisor.state import FINISHED, PROCESSES, Execution, Run, SlotState, SupervisorState, Waiter, WorkerState
 
 __all__ = [
     "BridgeHello",
@@ -362,15 +362,17 @@ class Dispatcher:
                 state.execs.pop(exec_id, None)
                 continue
             best: WorkerState | None = None
-            best_rank = (0, 0)
+            best_rank: tuple[bool, bool, int] = (False, False, 0)
             count = len(workers)
             state.rotation += 1
+            origin = execution.origin
             for i in range(count):
                 w = workers[(state.rotation + i) % count]
-                # Most room first; for a task, then the worker hosting fewer workflows, so a
-                # timeout kill takes as few bystanders with it as it can.
-                rank = (room(w), -len(w.running_workflows) if is_task else 0)
-                if rank[0] > 0 and rank > best_rank and self._can_run(w, execution.name, is_task):
+                # A task goes first to the worker whose workflow awaits it, if it has room: one
+                # process fewer to wake per step. Then the one with most room; ties in turn.
+                free = room(w)
+                rank = (free > 0, w.peer == origin, free)
+                if free > 0 and rank > best_rank and self._can_run(w, execution.name, is_task):
                     best, best_rank = w, rank
             if best is None:
                 skipped.append(exec_id)
@@ -386,7 +388,11 @@ class Dispatcher:
                 if best.bridge:
                     out.append((best.peer, ExecuteLegacyTask(exec_id, execution.run_id, execution.name, execution.args, execution.memo_key)))
                 else:
-                    out.append((best.peer, p.ExecuteTask(exec_id, execution.run_id, execution.name, execution.args, execution.attempt)))
+                    first = execution.waiters[0] if execution.waiters else None
+                    execution.local = first if first is not None and first[0] == best.peer else None
+                    local_request = None if execution.local is None else execution.local[1]
+                    out.append((best.peer, p.ExecuteTask(
+                        exec_id, execution.run_id, execution.name, execution.args, execution.attempt, local_request)))
                 spec = state.known_tasks.get(execution.name)
                 timeout = execution.timeout if execution.timeout is not None else None if spec is None else spec.timeout
                 if timeout is not None:
@@ -444,7 +450,8 @@ class Dispatcher:
                 return
         exec_id = next(state.exec_ids)
         state.execs[exec_id] = Execution(
-            exec_id, "task", msg.task, msg.run_id, msg.args, memo_key=key, replay_key=replay, waiters=[(sender, msg.request_id)]
+            exec_id, "task", msg.task, msg.run_id, msg.args, memo_key=key, replay_key=replay,
+            waiters=[(sender, msg.request_id)], origin=sender,
         )
         run.tasks.add(exec_id)
         run.replay_inflight[replay] = exec_id
@@ -482,8 +489,9 @@ class Dispatcher:
             run.counts["succeeded"] += 1
             run.tasks.discard(msg.exec_id)
             self._settle(run, execution, (True, msg.value))
-        for peer, request_id in execution.waiters:
-            if peer in state.workers or peer in state.clients:
+        for waiter in execution.waiters:
+            peer, request_id = waiter
+            if waiter != execution.local and (peer in state.workers or peer in state.clients):
                 out.append((peer, p.SpawnSucceeded(request_id, msg.value)))
 
     @staticmethod
@@ -511,7 +519,8 @@ class Dispatcher:
         if msg.retry_in is not None and run is not None and run.state not in FINISHED:
             self._retry_later(execution, run, msg.retry_in, now)
         else:
-            self._task_final(execution, msg.error, out)
+            # The worker answered its local waiter itself (it saw retry_in None too).
+            self._task_final(execution, msg.error, out, answered=execution.local)
 
     def _retry_later(self, execution: Execution, run: Run, delay: float, now: float) -> None:
         execution.attempt += 1
@@ -527,7 +536,7 @@ class Dispatcher:
         if execution is not None and execution.worker is None:
             self.state.pending_tasks.append(exec_id)
 
-    def _task_final(self, execution: Execution, error: p.ErrorInfo, out: Out) -> None:
+    def _task_final(self, execution: Execution, error: p.ErrorInfo, out: Out, answered: Waiter | None = None) -> None:
         state = self.state
         state.execs.pop(execution.id, None)
         run = state.runs.get(execution.run_id)
@@ -535,8 +544,9 @@ class Dispatcher:
             run.counts["failed"] += 1
             run.tasks.discard(execution.id)
             self._settle(run, execution, (False, error))
-        for peer, request_id in execution.waiters:
-            if peer in state.workers or peer in state.clients:
+        for waiter in execution.waiters:
+            peer, request_id = waiter
+            if waiter != answered and (peer in state.workers or peer in state.clients):
                 out.append((peer, p.SpawnFailed(request_id, execution.name, error)))
 
     def _deadline(self, exec_id: int, token: int, now: float, out: Out) -> None:

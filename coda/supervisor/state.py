@@ -21,6 +21,7 @@ __all__ = [
     "Run",
     "SlotState",
     "SupervisorState",
+    "Waiter",
     "WorkerState",
 ]
 
@@ -75,6 +76,8 @@ class Execution:
     deaths: int = 0
     token: int = 0  # bumped at each dispatch, so stale timers of an earlier dispatch do nothing
     timeout: float | None = None  # per execution (a taken-over Celery message's time limit)
+    origin: int | None = None  # the worker whose workflow spawned it: the first choice to run it
+    local: Waiter | None = None  # the waiter that worker answers itself, in the current dispatch
 
 
 @dataclass(eq=False)

@@ -63,8 +63,9 @@ def test_memo_hit_returns_the_stored_result_without_running_the_task() -> None:
     wf = start_run(d)
     out = spawn(d, wf, 1, key=["k"])
     (peer, execute), = out
-    assert type(execute) is p.ExecuteTask
-    assert d.handle(peer, p.TaskSucceeded(execute.exec_id, "v"), 0.0) == [(wf, p.SpawnSucceeded(1, "v"))]
+    # The task runs beside its workflow, which that worker answers itself (local_request).
+    assert type(execute) is p.ExecuteTask and peer == wf and execute.local_request == 1
+    assert d.handle(peer, p.TaskSucceeded(execute.exec_id, "v"), 0.0) == []
     assert spawn(d, wf, 2, key=["k"]) == [(wf, p.SpawnSucceeded(2, "v"))]
     assert d.state.runs["r1"].counts["memo_hits"] == 1
 
@@ -74,14 +75,16 @@ def test_concurrent_spawns_of_one_key_run_once() -> None:
     wf = start_run(d)
     (peer, execute), = spawn(d, wf, 1, key=["k"])
     assert spawn(d, wf, 2, key=["k"]) == []
-    assert d.handle(peer, p.TaskSucceeded(execute.exec_id, 7), 0.0) == [
-        (wf, p.SpawnSucceeded(1, 7)), (wf, p.SpawnSucceeded(2, 7))]
+    # Request 1 is answered by the worker itself; the joined request 2 by the supervisor.
+    assert d.handle(peer, p.TaskSucceeded(execute.exec_id, 7), 0.0) == [(wf, p.SpawnSucceeded(2, 7))]
 
 
 def test_failures_are_never_memoized() -> None:
     d = setup()
     wf = start_run(d)
+    d.state.workers[wf].capacity = 0  # run it on the other worker: the supervisor answers
     (peer, execute), = spawn(d, wf, 1, key=["k"])
+    assert peer != wf and execute.local_request is None
     error = p.ErrorInfo("ValueError", "boom")
     assert d.handle(peer, p.TaskFailed(execute.exec_id, error, None), 0.0) == [(wf, p.SpawnFailed(1, "t", error))]
     assert [type(msg) for _, msg in spawn(d, wf, 2, key=["k"])] == [p.ExecuteTask]
@@ -115,13 +118,25 @@ def test_dispatch_spreads_over_workers_with_room(capacity: int, spawns: int, exp
     assert len(d.state.pending_tasks) == spawns - sum(expected.values())
 
 
+def test_a_local_final_failure_is_answered_by_the_worker_and_a_retry_is_not() -> None:
+    d = setup()
+    wf = start_run(d)
+    (peer, execute), = spawn(d, wf, 1)
+    assert peer == wf and execute.local_request == 1
+    assert d.handle(peer, p.TaskFailed(execute.exec_id, p.ErrorInfo("E", "m"), 0.5), 0.0) == []
+    d.state.workers[wf].capacity = 0  # the retry lands on the other worker: no local answer there
+    (peer2, again), = d.tick(0.5)
+    assert peer2 != wf and again.local_request is None and again.attempt == 2
+    assert d.handle(peer2, p.TaskSucceeded(execute.exec_id, "ok"), 1.0) == [(wf, p.SpawnSucceeded(1, "ok"))]
+
+
 def test_a_queued_task_goes_out_when_a_slot_frees() -> None:
     d = setup(workers=1)
     wf = start_run(d)
     (peer, first), = spawn(d, wf, 1)
     assert spawn(d, wf, 2) == []
     out = d.handle(peer, p.TaskSucceeded(first.exec_id, None), 0.0)
-    assert kinds(out) == [(wf, "SpawnSucceeded"), (W1, "ExecuteTask")]
+    assert kinds(out) == [(W1, "ExecuteTask")]  # the first was answered on the worker itself
 
 
 def test_retry_waits_for_its_delay_and_counts_the_attempt() -> None:
@@ -166,9 +181,9 @@ def test_a_worker_that_keeps_dying_backs_off() -> None:
 def test_a_task_that_kills_every_worker_fails_with_worker_lost() -> None:
     d = setup(max_worker_deaths=2)
     wf = start_run(d)
+    d.state.workers[W2].capacity = 0  # keep the task off the workflow's worker
     (victim, execute), = spawn(d, wf, 1)
     assert (wf, victim) == (W2, W1)  # the workflow and the task on different workers
-    d.state.workers[W2].capacity = 0  # keep the task off the workflow's worker
     assert d.handle(W1, ConnectionClosed("segfault"), 50.0) == []
     d.handle(13, WorkerSpawned(0, 300), 50.0)
     d.handle(13, p.WorkerHello(1, 300, TASKS, WORKFLOWS), 50.0)
