@@ -23,7 +23,7 @@ __all__ = ["supervisor"]
 @click.option("--token", default=None, help="Require clients to present this token [env: CODA_TOKEN].")
 @click.option("--grace", type=float, default=None, help="Seconds to let in-flight work finish on SIGTERM [default: 30].")
 @click.option("--retention", type=float, default=None, help="Seconds a finished run is kept [default: 600].")
-@click.option("--max-runs", type=int, default=None, help="Finished runs kept at most [default: 10000].")
+@click.option("--max-runs", type=int, default=None, help="Finished runs kept at most; succeeded ones are evicted first [default: 2000].")
 @click.option("--celery-app", default=None, help="module:attribute of the Celery app (bridge).")
 @click.option("-Q", "--queues", default=None, help="Celery queues to take over, comma-separated.")
 @click.option("--broker", default=None, help="Broker URL for the bridge [default: the Celery app's].")

@@ -25,7 +25,7 @@ class SupervisorConfig:
     token: str | None = None
     grace: float = 30.0
     retention: float = 600.0
-    max_runs: int = 10_000
+    max_runs: int = 2_000
     max_worker_deaths: int = 3
     max_frame: int = DEFAULT_MAX_FRAME
     log_level: str = "INFO"

@@ -384,7 +384,7 @@ class Dispatcher:
             if is_task:
                 best.running.add(exec_id)
                 if run is not None:
-                    run.counts["executed"] += 1
+                    run.counts.executed += 1
                 if best.bridge:
                     out.append((best.peer, ExecuteLegacyTask(exec_id, execution.run_id, execution.name, execution.args, execution.memo_key)))
                 else:
@@ -424,7 +424,7 @@ class Dispatcher:
             message = f"task {msg.task!r}: args must be a dict and cache_key a list"
             out.append((sender, p.SpawnFailed(msg.request_id, msg.task, _error("coda.errors.DataError", message, "invalid"))))
             return
-        run.counts["spawned"] += 1
+        run.counts.spawned += 1
         # Replay first: a workflow re-executed after its worker died gets what its n-th spawn
         # got before, success or failure, without running anything again.
         replay = (run.attempt, msg.seq, msg.task)
@@ -440,12 +440,12 @@ class Dispatcher:
         if msg.cache_key is not None:
             key = memo_key(msg.run_id, msg.task, msg.cache_key)
             if key in run.memo:
-                run.counts["memo_hits"] += 1
+                run.counts.memo_hits += 1
                 out.append((sender, p.SpawnSucceeded(msg.request_id, run.memo[key])))
                 return
             running = run.inflight.get(key)
             if running is not None:
-                run.counts["memo_hits"] += 1
+                run.counts.memo_hits += 1
                 state.execs[running].waiters.append((sender, msg.request_id))
                 return
         exec_id = next(state.exec_ids)
@@ -453,7 +453,7 @@ class Dispatcher:
             exec_id, "task", msg.task, msg.run_id, msg.args, memo_key=key, replay_key=replay,
             waiters=[(sender, msg.request_id)], origin=sender,
         )
-        run.tasks.add(exec_id)
+        run.tasks[exec_id] = None
         run.replay_inflight[replay] = exec_id
         if key is not None:
             run.inflight[key] = exec_id
@@ -486,8 +486,8 @@ class Dispatcher:
         del state.execs[msg.exec_id]
         run = state.runs.get(execution.run_id)
         if run is not None:
-            run.counts["succeeded"] += 1
-            run.tasks.discard(msg.exec_id)
+            run.counts.succeeded += 1
+            run.tasks.pop(msg.exec_id, None)
             self._settle(run, execution, (True, msg.value))
         for waiter in execution.waiters:
             peer, request_id = waiter
@@ -525,7 +525,7 @@ class Dispatcher:
     def _retry_later(self, execution: Execution, run: Run, delay: float, now: float) -> None:
         execution.attempt += 1
         execution.deaths = 0
-        run.counts["retried"] += 1
+        run.counts.retried += 1
         if delay <= 0:
             self.state.pending_tasks.append(execution.id)
         else:
@@ -541,8 +541,8 @@ class Dispatcher:
         state.execs.pop(execution.id, None)
         run = state.runs.get(execution.run_id)
         if run is not None:
-            run.counts["failed"] += 1
-            run.tasks.discard(execution.id)
+            run.counts.failed += 1
+            run.tasks.pop(execution.id, None)
             self._settle(run, execution, (False, error))
         for waiter in execution.waiters:
             peer, request_id = waiter
@@ -575,7 +575,8 @@ class Dispatcher:
 
     def _new_run(self, run_id: str, workflow: str, args: dict[str, Any], now: float, parent: str | None) -> Run:
         spec = self.state.known_workflows[workflow]
-        run = Run(run_id, workflow, args, spec.max_retries, spec.retry_delay, now, parent=parent)
+        # spec.name, not the decoded copy: one string for every run of a workflow.
+        run = Run(run_id, spec.name, args, spec.max_retries, spec.retry_delay, now, parent=parent)
         self.state.runs[run_id] = run
         self._execute_run(run)
         return run
@@ -623,12 +624,12 @@ class Dispatcher:
             out.append((sender, p.SpawnFailed(msg.request_id, msg.workflow, self._unknown_workflow(msg.workflow))))
             return
         child_id = child_run_id(msg.run_id, msg.workflow, msg.args)
-        parent.children.add(child_id)
+        parent.children[child_id] = None
         child = state.runs.get(child_id)
         if child is None:
             child = self._new_run(child_id, msg.workflow, msg.args, now, msg.run_id)
         elif child.state == "succeeded":
-            parent.counts["memo_hits"] += 1
+            parent.counts.memo_hits += 1
             out.append((sender, p.SpawnSucceeded(msg.request_id, child.value)))
             return
         elif child.state in FINISHED:
@@ -752,6 +753,11 @@ class Dispatcher:
         state = self.state
         run.state, run.value, run.error, run.finished_at, run.exec_id = outcome, value, error, now, None
         run.replay.clear()
+        if outcome == "succeeded":
+            # Only a failed or cancelled run can run again: a succeeded one keeps its result and
+            # counts, not what a rerun would need. This keeps retained runs small.
+            run.memo.clear()
+            run.args = {}
         for peer, request_id in run.waiters:
             if peer in state.clients:
                 out.append((peer, p.RunFinished(request_id, run.run_id, outcome, value, error)))
@@ -764,8 +770,14 @@ class Dispatcher:
                     out.append((peer, p.SpawnFailed(request_id, run.run_id, wire)))
         run.waiters.clear()
         state.finished[run.run_id] = None
+        if outcome == "succeeded":
+            state.succeeded[run.run_id] = None
         while len(state.finished) > self.config.max_runs:
-            state.runs.pop(state.finished.popitem(last=False)[0], None)
+            # Over the cap, succeeded runs go first: failed ones are those people rerun.
+            victim = next(iter(state.succeeded or state.finished))
+            state.succeeded.pop(victim, None)
+            del state.finished[victim]
+            state.runs.pop(victim, None)
         if state.evict_at is None:
             state.evict_at = now + self.config.retention
             state.add_timer(state.evict_at, "evict", None)
@@ -783,6 +795,7 @@ class Dispatcher:
                 state.add_timer(state.evict_at, "evict", None)
                 break
             state.finished.popitem(last=False)
+            state.succeeded.pop(run_id, None)
             state.runs.pop(run_id, None)
 
     def _drain(self, sender: int, msg: Drain, now: float, out: Out) -> None:

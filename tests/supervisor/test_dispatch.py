@@ -67,7 +67,7 @@ def test_memo_hit_returns_the_stored_result_without_running_the_task() -> None:
     assert type(execute) is p.ExecuteTask and peer == wf and execute.local_request == 1
     assert d.handle(peer, p.TaskSucceeded(execute.exec_id, "v"), 0.0) == []
     assert spawn(d, wf, 2, key=["k"]) == [(wf, p.SpawnSucceeded(2, "v"))]
-    assert d.state.runs["r1"].counts["memo_hits"] == 1
+    assert d.state.runs["r1"].counts.memo_hits == 1
 
 
 def test_concurrent_spawns_of_one_key_run_once() -> None:
@@ -353,3 +353,14 @@ def test_drain_refuses_new_runs() -> None:
 def test_child_run_ids_are_deterministic() -> None:
     assert child_run_id("p", "w", {"a": 1}) == child_run_id("p", "w", {"a": 1})
     assert child_run_id("p", "w", {"a": 1}) != child_run_id("p", "w", {"a": 2})
+
+
+def test_over_the_cap_succeeded_runs_are_evicted_before_failed_ones() -> None:
+    d = setup(max_runs=2, retention=100.0)
+    wf = start_run(d, run_id="failed", workflow="plain")
+    d.handle(wf, p.WorkflowFailed(d.state.runs["failed"].exec_id, p.ErrorInfo("E", "m")), 0.0)
+    for i in range(3):
+        wf = start_run(d, run_id=f"ok{i}", workflow="plain")
+        d.handle(wf, p.WorkflowSucceeded(d.state.runs[f"ok{i}"].exec_id, i), float(i))
+    assert sorted(d.state.runs) == ["failed", "ok2"]  # the failed run stays rerunnable
+    assert d.state.runs["ok2"].memo == {} and d.state.runs["ok2"].args == {}  # succeeded: kept small
