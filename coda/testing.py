@@ -40,8 +40,9 @@ def coda_supervisor_factory() -> Iterator[Callable[..., SupervisorProcess]]:
     yield start
     for process in started:
         process.kill()
-        with contextlib.suppress(OSError):
-            os.unlink(process.log_path)
+        for path in (process.log_path, process.out_path):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
 
 
 @pytest.fixture

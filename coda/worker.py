@@ -198,14 +198,16 @@ class Worker(asyncio.Protocol):
                 raise
             error = error_info(exc)
             retry_in = definition.retry_in(exc, info)
-            self.send(p.TaskFailed(msg.exec_id, error, retry_in))
             if msg.local_request is not None and retry_in is None:
                 self._resolve(p.SpawnFailed(msg.local_request, msg.task, error))
+            self.send(p.TaskFailed(msg.exec_id, error, retry_in))
         else:
-            # The supervisor hears first (the stream is ordered), then the workflow here resumes.
-            self.send(p.TaskSucceeded(msg.exec_id, value))
+            # Wake the local workflow first, then queue the result: the frame is still ahead of
+            # anything the workflow sends next (one ordered buffer), and its next spawn joins
+            # the same write, so the supervisor wakes once per step instead of twice.
             if msg.local_request is not None:
                 self._resolve(p.SpawnSucceeded(msg.local_request, value))
+            self.send(p.TaskSucceeded(msg.exec_id, value))
 
     # -- workflows --------------------------------------------------------------------------------
 

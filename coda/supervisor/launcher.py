@@ -43,6 +43,8 @@ class SupervisorProcess:
         self.proc: subprocess.Popen[str] | None = None
         handle, self.log_path = tempfile.mkstemp(prefix="coda-supervisor-", suffix=".log")
         os.close(handle)
+        handle, self.out_path = tempfile.mkstemp(prefix="coda-supervisor-", suffix=".out")
+        os.close(handle)
         self._sync: SyncClient | None = None
 
     def start(self) -> SupervisorProcess:
@@ -50,21 +52,24 @@ class SupervisorProcess:
         for app in self.apps:
             argv += ["-A", app]
         argv += self.args
-        with open(self.log_path, "w") as log:
-            self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log, text=True, env=self.env, cwd=self.cwd)
-        assert self.proc.stdout is not None
+        # Both streams go to files: a pipe nobody drains could block the supervisor, and
+        # polling a file keeps the startup wait bounded even if it hangs silently.
+        with open(self.log_path, "w") as log, open(self.out_path, "w") as out:
+            self.proc = subprocess.Popen(argv, stdout=out, stderr=log, text=True, env=self.env, cwd=self.cwd)
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                break
-            found = _LISTENING.search(line)
+            with open(self.out_path) as f:
+                found = _LISTENING.search(f.read())
             if found:
                 self.address = found.group(1)
                 return self
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.02)
         code = self.proc.poll()
         self.kill()
-        raise RuntimeError(f"coda supervisor did not start (exit code {code}); its log:\n{self.log()}")
+        why = f"exit code {code}" if code is not None else f"no answer within {self.startup_timeout:g}s"
+        raise RuntimeError(f"coda supervisor did not start ({why}); its log:\n{self.log()}")
 
     def log(self) -> str:
         with open(self.log_path) as f:
@@ -111,8 +116,6 @@ class SupervisorProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
-        if self.proc is not None and self.proc.stdout is not None:
-            self.proc.stdout.close()
 
     def _close_client(self) -> None:
         if self._sync is not None:

@@ -4,11 +4,7 @@ with ``--celery-app``, configured through the environment of ``tests.bridge.cele
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,57 +12,11 @@ from typing import Any
 import pytest
 import redis
 
-from coda.testing import SupervisorProcess
+from coda.testing import CeleryWorkerProcess, SupervisorProcess
 
 CELERY_APP = "tests.bridge.celery_app"
 CODA_APPS = ["tests.bridge.app"]
 REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-class CeleryWorker:
-    """A stock ``celery worker`` in its own process group (so a kill takes its pool too)."""
-
-    def __init__(self, env: dict[str, str], queue: str, name: str, concurrency: int = 1) -> None:
-        self.env = env
-        self.queue = queue
-        self.name = name
-        self.concurrency = concurrency
-        handle, self.log_path = tempfile.mkstemp(prefix="celery-worker-", suffix=".log")
-        os.close(handle)
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 30.0) -> CeleryWorker:
-        argv = [sys.executable, "-m", "celery", "-A", CELERY_APP, "worker", "-Q", self.queue,
-                "-c", str(self.concurrency), "-P", "prefork", "-n", f"{self.name}@%h", "--loglevel=INFO",
-                "--without-gossip", "--without-mingle", "--without-heartbeat"]
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if " ready." in self.log():
-                return self
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise RuntimeError(f"celery worker did not become ready; its log:\n{self.log()}")
-
-    def log(self) -> str:
-        with open(self.log_path, errors="replace") as f:
-            return f.read()
-
-    def kill(self) -> None:
-        """SIGKILL the whole worker: main process and pool children."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 @dataclass
@@ -78,10 +28,11 @@ class Legacy:
     prefix: str
     counter_url: str
     start_supervisor: Callable[..., SupervisorProcess]
-    workers: list[CeleryWorker] = field(default_factory=list)
+    workers: list[CeleryWorkerProcess] = field(default_factory=list)
 
-    def worker(self, name: str = "w1", **kwargs: Any) -> CeleryWorker:
-        worker = CeleryWorker(self.env, self.queue, f"{name}-{self.prefix}", **kwargs)
+    def worker(self, name: str = "w1", concurrency: int = 1) -> CeleryWorkerProcess:
+        worker = CeleryWorkerProcess(CELERY_APP, [self.queue], concurrency=concurrency, name=f"{name}-{self.prefix}",
+                                     env=self.env, startup_timeout=30.0)
         self.workers.append(worker)
         return worker.start()
 

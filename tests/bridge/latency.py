@@ -23,12 +23,12 @@ def main() -> None:
     tag = f"lat-{uuid.uuid4().hex[:6]}"
     os.environ.update({"CODA_BRIDGE_BROKER": BROKERS[broker], "CODA_BRIDGE_BACKEND": BACKENDS[backend],
                        "CODA_BRIDGE_QUEUE": tag, "CODA_BRIDGE_PREFIX": tag, "CODA_LOG_LEVEL": "WARNING"})
-    from coda.testing import SupervisorProcess
+    from coda.testing import CeleryWorkerProcess, SupervisorProcess
     from tests.bridge import app
     from tests.bridge.celery_app import echo
-    from tests.bridge.conftest import CELERY_APP, CODA_APPS, CeleryWorker
+    from tests.bridge.conftest import CELERY_APP, CODA_APPS
 
-    worker = CeleryWorker(dict(os.environ), tag, f"w-{tag}").start()
+    worker = CeleryWorkerProcess(CELERY_APP, [tag], name=f"w-{tag}").start()
     sup = SupervisorProcess(CODA_APPS, workers=1, args=["--celery-app", f"{CELERY_APP}:app", "--log-level", "WARNING"])
     try:
         sup.start()

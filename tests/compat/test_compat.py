@@ -31,6 +31,7 @@ from celery.exceptions import TimeoutError as CeleryTimeoutError
 import coda.compat
 from coda.compat import CodaAsyncResult, CodaTaskMixin
 from coda.errors import CompatError, RegistrationError
+from coda.testing import CeleryWorkerProcess
 from tests.compat import tasks
 from tests.compat.celeryapp import make_app
 from tests.compat.tasks import KINDS, TASKS, attempts, read_signals
@@ -260,28 +261,10 @@ def test_rollout_precedence_and_bad_env(monkeypatch: Any) -> None:
 # -- parity on a real celery worker ----------------------------------------------------------------
 
 
-class CeleryWorker:
-    """A `celery worker` subprocess (solo pool) on one queue, with the app the test uses."""
-
-    def __init__(self, env: dict[str, str], log_path: str) -> None:
-        self.env = env
-        self.log_path = log_path
-        argv = [sys.executable, "-m", "celery", "-A", "tests.compat.worker_app", "worker", "-Q", env["CODA_TEST_QUEUE"],
-                "-c", "1", "-P", "solo", "-n", f"celery-{env['CODA_TEST_QUEUE']}@%h", "-l", "INFO",
-                "--without-heartbeat", "--without-gossip", "--without-mingle"]
-        with open(log_path, "w") as log:
-            self.proc = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
-        wait_for(lambda: " ready." in self.log() or self.proc.poll() is not None, 30, "celery worker readiness")
-        assert self.proc.poll() is None, self.log()
-
-    def log(self) -> str:
-        with open(self.log_path) as f:
-            return f.read()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(10)
+def _celery_worker(env: dict[str, str]) -> CeleryWorkerProcess:
+    """A stock `celery worker` (solo pool) on the test's queue, with the app the test uses."""
+    return CeleryWorkerProcess("tests.compat.worker_app", [env["CODA_TEST_QUEUE"]], pool="solo",
+                               name=f"celery-{env['CODA_TEST_QUEUE']}", env=env, startup_timeout=30.0).start()
 
 
 def _cleanup_broker(broker: str, queue: str) -> None:
@@ -311,12 +294,12 @@ def celery_worker(request: pytest.FixtureRequest) -> Iterator[tuple[Celery, dict
         "CODA_TEST_QUEUE": f"coda-compat-{broker_name}-{tag}",
         "CODA_TEST_SIGNALS": os.path.join(state, "signals.jsonl"),
     }
-    worker = CeleryWorker(env, os.path.join(state, "worker.log"))
+    worker = _celery_worker(env)
     app = make_app(env)
     try:
         yield app, env, worker
     finally:
-        worker.stop()
+        worker.kill()
         app.close()
         _cleanup_broker(env["CODA_TEST_BROKER"], env["CODA_TEST_QUEUE"])
 
@@ -445,7 +428,7 @@ def test_rollout_switch_moves_calls_between_celery_and_coda(
 ) -> None:
     env = {"CODA_TEST_BROKER": redis_url, "CODA_TEST_BACKEND": redis_url, "CODA_TEST_QUEUE": f"coda-compat-rollout-{run_tag}"}
     sup = coda_supervisor_factory(["tests.compat.worker_app"], workers=2, env=env)
-    worker = CeleryWorker(env, str(tmp_path / "worker.log"))
+    worker = _celery_worker(env)
     app = make_app(env)
     app.set_current()
     monkeypatch.setenv("CODA_URL", sup.address)
@@ -484,6 +467,6 @@ def test_rollout_switch_moves_calls_between_celery_and_coda(
         assert [r.get(timeout=15) for r in results] == expected  # each ran where it was routed
     finally:
         coda.compat.configure_rollout()
-        worker.stop()
+        worker.kill()
         app.close()
         _cleanup_broker(redis_url, env["CODA_TEST_QUEUE"])
