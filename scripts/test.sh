@@ -2,7 +2,7 @@
 # Install Coda with its test extras, make sure Redis and RabbitMQ are up, type-check, run every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v -e '^WARNING: Running pip as' -e 'pypi-more' || true
+python3 -m pip install -q --disable-pip-version-check -e '.[test,bench]' 2>&1 | grep -v -e '^WARNING: Running pip as' -e 'pypi-more' || true
 if ! bash scripts/services.sh; then
   if [ "${CI:-}" = "true" ]; then echo "test: the services above are required under CI=true" >&2; exit 1; fi
   echo "test: real-server tests will be skipped" >&2
