@@ -184,7 +184,10 @@ async def test_client_disconnect_mid_run_does_not_stop_the_run(coda_supervisor, 
 async def test_cancel_stops_a_run(coda_supervisor, tmp_path: Path) -> None:
     async with coda_supervisor.client() as client:
         handle = await client.start(app.slow_workflow, {"dir": str(tmp_path), "seconds": 30})
-        await asyncio.sleep(0.2)
+        deadline = time.monotonic() + 30
+        while (await client.status(handle.run_id)).state != "running":  # on a worker, not queued
+            assert time.monotonic() < deadline, "the run never started"
+            await asyncio.sleep(0.01)
         await client.cancel(handle.run_id)
         with pytest.raises(WorkflowFailed, match="cancelled"):
             await handle.result(timeout=10)
@@ -209,7 +212,10 @@ def test_sync_client_and_coda_status(coda_supervisor) -> None:
 def test_sigterm_drains_in_flight_work_and_exits_zero(coda_supervisor, tmp_path: Path) -> None:
     with coda.SyncClient(coda_supervisor.address) as client:
         handle = client.start(app.slow_workflow, {"dir": str(tmp_path), "seconds": 1.0})
-        time.sleep(0.3)
+        deadline = time.monotonic() + 30
+        while handle.status().state != "running":  # accepted and on a worker before the signal
+            assert time.monotonic() < deadline, "the run never started"
+            time.sleep(0.01)
         assert coda_supervisor.proc is not None
         coda_supervisor.proc.terminate()
         # Accepted work still finishes; new runs are refused meanwhile.
