@@ -138,7 +138,7 @@ class RedisResults:
         self._stop.set()
 
 
-class ReplyQueue(ConsumerMixin):  # type: ignore[misc]
+class ReplyQueue(ConsumerMixin):
     """Consumes the bridge's reply queue, where the ``rpc://`` backend (and the hook when there
     is no backend) publish results with the task id as correlation id."""
 

@@ -216,7 +216,7 @@ class CompatTaskProxy(_ProxyBase):
         # Like LazyObjectProxy.__new__ (one class per proxy), but with __module__ and __doc__
         # read from the task on use: a class's own strings would hide the task's.
         namespace = {"__module__": _Forwarded("__module__", __name__), "__doc__": _Forwarded("__doc__", cls.__doc__)}
-        return super(wrapt.AutoObjectProxy, cls).__new__(type(cls.__name__, (cls,), namespace))  # type: ignore[no-any-return]
+        return super(wrapt.AutoObjectProxy, cls).__new__(type(cls.__name__, (cls,), namespace))
 
     def __init__(self, wrapped: Any, definition: CompatTask) -> None:
         super().__init__(lambda: wrapped)
@@ -227,7 +227,7 @@ class CompatTaskProxy(_ProxyBase):
 
     @property
     def __coda_task__(self) -> CompatTask:
-        return self._self_definition  # type: ignore[no-any-return]
+        return self._self_definition
 
     def __repr__(self) -> str:
         return repr(self.__wrapped__)
