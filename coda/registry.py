@@ -73,6 +73,10 @@ class Task(Generic[P, R]):
     """A Coda task. Call it to run the function in-process; spawn it from a workflow to run it
     on a worker under the supervisor (memoized, retried, timed out)."""
 
+    # A plain-def task the worker may run on its main thread when nothing else is running there
+    # (set by the queue takeover's message task; user tasks always get the thread pool).
+    main_thread = False
+
     def __init__(
         self,
         fn: Callable[P, R],
@@ -91,7 +95,7 @@ class Task(Generic[P, R]):
         self.timeout = timeout
         self.is_async = inspect.iscoroutinefunction(fn)
         self._signature = inspect.signature(fn)
-        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+        functools.update_wrapper(self, fn)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.fn(*args, **kwargs)
@@ -150,7 +154,7 @@ class Workflow(Generic[P, R]):
         self.max_retries = max_retries
         self.retry_delay = float(retry_delay)
         self._signature = inspect.signature(fn)
-        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+        functools.update_wrapper(self, fn)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Awaitable[R]:
         return self.fn(*args, **kwargs)

@@ -2,7 +2,9 @@
 hands it, and talks to nothing but that supervisor (over the socket it inherited).
 
 Async tasks and workflows run on the worker's event loop; plain ``def`` tasks run on a small
-thread pool so the loop keeps serving workflows meanwhile. A worker decides *whether* a failed
+thread pool so the loop keeps serving workflows meanwhile. A task marked ``main_thread`` (the
+queue takeover's Celery message) runs on the loop's own thread when nothing else would wait
+for it, as a Celery pool child runs its task: no thread hand-off, signals work. A worker decides *whether* a failed
 task is retried (the policy belongs to the task definition); the supervisor owns the timer.
 """
 
@@ -88,6 +90,7 @@ class Worker(asyncio.Protocol):
 
     def __init__(self, registry: Registry, concurrency: int = 1, max_frame: int = DEFAULT_MAX_FRAME) -> None:
         self.registry = registry
+        self.concurrency = concurrency
         self.loop = asyncio.get_running_loop()
         self.decoder = FrameDecoder(max_frame)
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="coda-task")
@@ -190,6 +193,9 @@ class Worker(asyncio.Protocol):
         try:
             if definition.is_async:
                 value = await definition.invoke(msg.args, info)
+            elif definition.main_thread and self.concurrency == 1 and not self.workflows:
+                # The only thing this worker runs: blocking the loop holds nothing up.
+                value = _blocking(definition.invoke, msg.args, info)
             else:
                 value = await self.loop.run_in_executor(self.pool, definition.invoke, msg.args, info)
             check_data(value, f"result of task {msg.task!r}")
@@ -237,6 +243,17 @@ class Worker(asyncio.Protocol):
             self.workflows.pop(msg.exec_id, None)
             for request_id in execution.requests:
                 self.waiting.pop(request_id, None)
+
+
+def _blocking(fn: Any, *args: Any) -> Any:
+    """Call ``fn`` on the loop's thread as if no loop ran there, so that code written for a
+    plain process (``asyncio.run`` in a Celery task) behaves as it does in one."""
+    running = asyncio.events._get_running_loop()
+    asyncio.events._set_running_loop(None)
+    try:
+        return fn(*args)
+    finally:
+        asyncio.events._set_running_loop(running)
 
 
 def _task_failed(msg: p.SpawnFailed) -> CodaError:

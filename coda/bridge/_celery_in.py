@@ -8,7 +8,7 @@ on timers, applies ``rate_limit`` and submits each message as one execution of t
 task :data:`TASK_NAME` (see :mod:`coda.bridge._execute`); the dispatcher places it on a worker,
 enforces the hard time limit by killing and replacing that worker, and answers. Only then is the
 message acknowledged (late ack, always): a supervisor that dies leaves its messages unacked, and
-the broker hands them out again.
+the broker hands them out again. On Redis, acks wait a few milliseconds to share a round trip.
 
 Workers publish results and follow-up messages themselves (Celery's tracer does so from the
 process that runs the task); the supervisor never relays them, so it needs no model of result
@@ -34,6 +34,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from kombu import messaging
+from kombu.transport import virtual
 from kombu.utils import limits
 
 from coda import protocol as p
@@ -57,10 +58,15 @@ _PREFETCH_MULTIPLIER = 4
 _UNKNOWN_REQUEUE_DELAY = 1.0
 _IDLE_POLL = 0.5
 _BUSY_POLL = 0.002
+# On Redis an ack is a round trip of its own; acks wait up to this long (or for half the
+# prefetch window) to share one. A late ack only delays the broker's bookkeeping: the task's
+# result is already stored.
+_ACK_DELAY = 0.010
 
 # kombu ships no annotations for these.
 Consumer: Any = messaging.Consumer
 TokenBucket: Any = limits.TokenBucket
+VirtualQoS: Any = virtual.QoS
 
 
 @dataclass(eq=False)
@@ -75,6 +81,26 @@ class _Delivery:
     request: Any = None  # celery.worker.request.Request, built in the consumer thread
     args: Any = None
     timeout: float | None = None
+
+
+def _reuse_redis_client(channel: Any) -> bool:
+    """On kombu's Redis channel, build the redis-py client for QoS appends and acks once.
+
+    kombu makes a new client (and its response-callback table, ~60 µs) for every one of them,
+    twice per message; one client on the same connection pool is what redis-py intends. Returns
+    whether the channel is a Redis one, whose acks can then be batched.
+    """
+    create = getattr(channel, "_create_client", None)
+    qos = getattr(channel, "qos", None)
+    if create is None or not hasattr(qos, "_remove_from_indices") or not hasattr(qos, "pipe_or_acquire"):
+        return False
+    client = create()
+
+    def create_client(asynchronous: bool = False) -> Any:
+        return create(asynchronous=True) if asynchronous else client
+
+    channel._create_client = create_client
+    return True
 
 
 def _data(value: Any) -> Any:
@@ -103,6 +129,7 @@ class Takeover:
         self.prefetch = config.workers * config.concurrency * _PREFETCH_MULTIPLIER
         self.accept = self.app.conf.accept_content
         self._commands: collections.deque[Callable[[], None]] = collections.deque()
+        self._wake = threading.Event()  # set with each command, so a waiting consumer runs it now
         self._later: list[tuple[float, Callable[[], None]]] = []  # consumer thread only
         self._inflight: dict[int, _Delivery] = {}
         self._tags = itertools.count(1)
@@ -110,6 +137,10 @@ class Takeover:
         self._limited: dict[str, tuple[Any, collections.deque[_Delivery]]] = {}
         self._unsettled = 0  # consumer thread: received, not yet acked or rejected
         self._unacked_tags: set[Any] = set()  # consumer thread: delivery tags of those
+        self._acks: list[Any] = []  # consumer thread: messages whose ack waits for a batch
+        self._acks_since = 0.0
+        self._batch_acks = False  # Redis: acks share round trips
+        self._idle = False  # the last drain_events found nothing
         self._next_refresh = 0.0
         self._stop = threading.Event()
         self._draining = False
@@ -144,12 +175,17 @@ class Takeover:
     def drain(self) -> None:
         """Stop taking messages; those not started stay unacked and go back at stop()."""
         self._draining = True
-        self._commands.append(self._cancel_consumer)
+        self._post(self._cancel_consumer)
 
     async def stop(self) -> None:
         self._stop.set()
         if self._thread is not None and self._loop is not None:
             await self._loop.run_in_executor(None, self._thread.join, 10.0)
+
+    def _post(self, command: Callable[[], None]) -> None:
+        """Run ``command`` on the consumer thread (the only one that may touch the channel)."""
+        self._commands.append(command)
+        self._wake.set()
 
     # -- answers from the dispatcher (event loop) ------------------------------------------------
 
@@ -179,7 +215,7 @@ class Takeover:
         request = delivery.request
         if error.kind == "timeout":
             # Celery's own hard-time-limit path: FAILURE(TimeLimitExceeded), errbacks, signal.
-            self._commands.append(lambda: request.on_timeout(False, delivery.timeout))
+            self._post(lambda: request.on_timeout(False, delivery.timeout))
             self._settle(delivery, "ack")
         elif error.kind == "unknown_name" or error.exc_type == "coda.errors.UnknownName":
             logger.error(
@@ -191,7 +227,7 @@ class Takeover:
             from celery.exceptions import WorkerLostError
 
             exc = WorkerLostError(error.message)
-            self._commands.append(lambda: request.task.backend.mark_as_failure(request.id, exc, request=request._context))
+            self._post(lambda: request.task.backend.mark_as_failure(request.id, exc, request=request._context))
             self._settle(delivery, "ack")
         else:
             # The task's own failures are Celery's business (stored by its tracer); this is
@@ -217,7 +253,7 @@ class Takeover:
                 # Held here, not by the broker: the prefetch grows so that held messages do
                 # not starve the queue (as Celery does).
                 self._held += 1
-                self._commands.append(self._update_qos)
+                self._post(self._update_qos)
                 assert self._loop is not None
                 self._loop.call_later(wait, self._eta_due, delivery)
                 return
@@ -225,7 +261,7 @@ class Takeover:
 
     def _eta_due(self, delivery: _Delivery) -> None:
         self._held -= 1
-        self._commands.append(self._update_qos)
+        self._post(self._update_qos)
         self._limit(delivery)
 
     def _limit(self, delivery: _Delivery) -> None:
@@ -263,17 +299,20 @@ class Takeover:
         def settle() -> None:
             if message.channel is not self._channel:
                 return  # from a connection since lost: the broker has it back already
-            self._unacked_tags.discard(message.delivery_tag)
             if how == "ack":
-                message.ack()
-            elif how == "requeue_later":
+                if not self._acks:
+                    self._acks_since = time.monotonic()
+                self._acks.append(message)
+                return
+            self._unacked_tags.discard(message.delivery_tag)
+            if how == "requeue_later":
                 self._later.append((time.monotonic() + _UNKNOWN_REQUEUE_DELAY, lambda: self._reject(message, True)))
                 return
             else:
                 message.reject(requeue=how == "requeue")
             self._unsettled -= 1
 
-        self._commands.append(settle)
+        self._post(settle)
 
     # -- the consumer thread ----------------------------------------------------------------------
 
@@ -299,6 +338,8 @@ class Takeover:
                     self._unsettled = 0
                     self._unacked_tags.clear()
                     self._later.clear()
+                    self._acks.clear()
+                    self._batch_acks = _reuse_redis_client(self._channel)
                     self._consumer = Consumer(
                         self._channel, queues=self._queues(), on_message=self._received,
                         accept=self.accept, prefetch_count=self.prefetch + self._held,
@@ -319,7 +360,11 @@ class Takeover:
             self._error = exc
             logger.exception("coda.bridge.takeover.consumer_died")
         finally:
-            self._run_commands()
+            try:
+                self._run_commands()
+                self._flush_acks()
+            except Exception:  # noqa: BLE001 - the broker is gone: it has the messages back
+                logger.warning("coda.bridge.takeover.final_acks_lost", exc_info=True)
             # Closing gives every unacked message back to the broker (Redis restores them now).
             try:
                 connection.release()
@@ -328,18 +373,51 @@ class Takeover:
 
     def _serve(self, connection: Any) -> None:
         while not self._stop.is_set():
+            self._wake.clear()
             self._run_commands()
+            if self._acks and (
+                not self._batch_acks or self._idle or self._draining
+                or len(self._acks) >= self.prefetch // 2
+                or time.monotonic() - self._acks_since >= _ACK_DELAY
+            ):
+                self._flush_acks()
+            self._keep_invisible()
+            if self._unsettled >= self.prefetch + self._held and not self._draining:
+                # The prefetch window is full: the broker has nothing to give until an ack, and
+                # blocking in drain_events would hold back the acks the loop is posting.
+                if self._wake.wait(_BUSY_POLL if self._later or self._acks else _IDLE_POLL):
+                    continue
             busy = self._unsettled > self._held or self._commands
+            self._idle = False
             try:
                 connection.drain_events(timeout=_BUSY_POLL if busy else _IDLE_POLL)
             except socket.timeout:
-                pass
+                self._idle = True
             except connection.connection_errors + connection.channel_errors:
                 raise
             except Exception as exc:  # noqa: BLE001 - the transport could not even make a message of it
                 logger.error("coda.bridge.takeover.bad_envelope: queues %s: %s: %s",
                              ",".join(self.config.queues), type(exc).__name__, exc)
-            self._keep_invisible()
+
+    def _flush_acks(self) -> None:
+        acks, self._acks = self._acks, []
+        live = [m for m in acks if m.channel is self._channel]  # others went back with their connection
+        for message in live:
+            self._unacked_tags.discard(message.delivery_tag)
+        self._unsettled -= len(live)
+        if len(live) > 1 and self._batch_acks:
+            # kombu acks one message per round trip; this is its Redis ack for many at once.
+            qos = self._channel.qos
+            with qos.pipe_or_acquire() as pipe:
+                for message in live:
+                    qos._remove_from_indices(message.delivery_tag, pipe)
+                pipe.execute()
+            for message in live:
+                VirtualQoS.ack(qos, message.delivery_tag)
+                message._state = "ACK"
+        else:
+            for message in live:
+                message.ack()
 
     def _keep_invisible(self) -> None:
         """On Redis, an unacked message older than ``visibility_timeout`` is handed out again

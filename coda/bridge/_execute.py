@@ -87,4 +87,9 @@ def run_celery_message(
     Request(message, app=app, task=task, hostname=HOSTNAME).execute()
 
 
-REGISTRY.add_task(Task(run_celery_message, name=TASK_NAME))
+class _CeleryMessageTask(Task[..., None]):
+    # As in a Celery prefork child: the task runs on the process's main thread, one at a time.
+    main_thread = True
+
+
+REGISTRY.add_task(_CeleryMessageTask(run_celery_message, name=TASK_NAME))

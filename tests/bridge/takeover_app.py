@@ -7,7 +7,9 @@ test process); every run of a task is counted in Redis under ``CODA_TAKEOVER_PRE
 
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
 import time
 from typing import Any
 
@@ -124,6 +126,23 @@ def sleeper(seconds: float) -> str:
 @shared_task(name="takeover.limited", rate_limit="10/s")
 def limited(i: int) -> float:
     return time.time()
+
+
+@shared_task(name="takeover.where")
+def where() -> dict[str, Any]:
+    """Which thread runs a taken-over task, and whether code written for a plain process works."""
+
+    async def answer() -> int:
+        await asyncio.sleep(0)
+        return 42
+
+    return {"main_thread": threading.current_thread() is threading.main_thread(), "asyncio_run": asyncio.run(answer())}
+
+
+@coda.workflow(name="takeover.nap")
+async def nap(seconds: float) -> str:
+    await asyncio.sleep(seconds)
+    return "rested"
 
 
 @coda.workflow(name="takeover.double")

@@ -133,6 +133,27 @@ def test_producers_unchanged_on_redis(redis_setup: Setup, coda_supervisor_factor
     assert s.redis.llen(f"{s.prefix}:{s.queue}") == 0
 
 
+def test_tasks_run_on_the_main_thread_unless_a_workflow_shares_the_worker(
+    redis_setup: Setup, coda_supervisor_factory: Callable[..., SupervisorProcess]
+) -> None:
+    s = redis_setup
+    sup = s.supervisor(coda_supervisor_factory, workers=1)
+    where = s.task("takeover.where")
+    # As in a Celery prefork child: the main thread, and asyncio.run works inside the task.
+    assert where.delay().get(timeout=10) == {"main_thread": True, "asyncio_run": 42}
+    client = SyncClient(sup.address)
+    try:
+        run = client.start("takeover.nap", {"seconds": 2.0})
+        wait_for(lambda: run.status().state == "running", 5, "the workflow to run")
+        # The one worker hosts a waiting workflow: the task goes to its task thread instead, so
+        # the workflow is not held up behind it.
+        assert where.delay().get(timeout=10) == {"main_thread": False, "asyncio_run": 42}
+        assert run.result(timeout=10) == "rested"
+    finally:
+        client.close()
+    assert where.delay().get(timeout=10)["main_thread"] is True
+
+
 def test_unknown_name_and_bad_messages_are_rejected(redis_setup: Setup, coda_supervisor_factory: Callable[..., SupervisorProcess]) -> None:
     s = redis_setup
     sup = s.supervisor(coda_supervisor_factory)

@@ -49,6 +49,23 @@ def test_sigkill_with_messages_in_flight_loses_none(redis_setup: Setup, coda_sup
     wait_for(lambda: s.redis.hlen(f"{s.prefix}:unacked") == 0, 10, "every message acked")
 
 
+def test_acks_reach_the_broker_so_a_restart_runs_nothing_again(
+    redis_setup: Setup, coda_supervisor_factory: Callable[..., SupervisorProcess]
+) -> None:
+    s = redis_setup  # visibility_timeout is 3 s: an unacked message would come back after it
+    first = s.supervisor(coda_supervisor_factory)
+    counted = s.task("takeover.counted")
+    assert ResultSet([counted.delay(i) for i in range(300)]).join_native(timeout=60) == list(range(300))
+    # Acks are batched on Redis (at most 10 ms late): all of them land, index and hash alike.
+    wait_for(lambda: s.redis.hlen(f"{s.prefix}:unacked") == 0 and s.redis.zcard(f"{s.prefix}:unacked_index") == 0,
+             5, "every message acked")
+    first.kill()  # SIGKILL: nothing it held may come back
+    s.supervisor(coda_supervisor_factory)
+    assert s.task("takeover.add").delay(1, 2).get(timeout=10) == 3
+    time.sleep(4)  # past the visibility timeout, with the restore sweep on every idle poll
+    assert [int(v or 0) for v in s.redis.mget([f"{s.prefix}:runs:{i}" for i in range(300)])] == [1] * 300
+
+
 def test_eta_beyond_the_visibility_timeout_runs_once(redis_setup: Setup, coda_supervisor_factory: Callable[..., SupervisorProcess]) -> None:
     s = redis_setup  # visibility_timeout is 3 s in the test app
     s.supervisor(coda_supervisor_factory)
