@@ -19,7 +19,9 @@ def cache_key(event_id: str, project_id: int) -> str:
 
 def put(data: dict[str, Any], project_id: int) -> str:
     key = cache_key(data["event_id"], project_id)
-    _client.set(key, json.dumps(data), ex=TTL)
+    # A redelivered event must not put the raw payload back under a copy already in flight (a
+    # later stage would read it un-preprocessed); it follows the stored one instead.
+    _client.set(key, json.dumps(data), ex=TTL, nx=True)
     return key
 
 
