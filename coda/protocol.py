@@ -133,7 +133,9 @@ class WorkerHello(Message):
 class SpawnTask(Message):
     """A workflow execution asks for a task's result; answered by SpawnSucceeded/SpawnFailed.
     ``seq`` numbers the spawns of one execution, so a workflow re-executed after its worker
-    died finds what it spawned before (replay within one attempt)."""
+    died finds what it spawned before (replay within one attempt). ``local``: the worker has
+    already started the task itself (no cache key, not replaying, a free slot); it reports it
+    as execution ``-request_id``."""
 
     request_id: int
     run_id: str
@@ -141,6 +143,7 @@ class SpawnTask(Message):
     args: dict[str, Any]
     cache_key: list[Any] | None
     seq: int
+    local: bool = False
 
 
 @_tag(3)
@@ -215,11 +218,15 @@ class ExecuteTask(Message):
 @_tag(22)
 @dataclass(frozen=True, slots=True)
 class ExecuteWorkflow(Message):
+    """Run a workflow. ``replaying``: this attempt spawned before (its worker died), so every
+    spawn must go through the supervisor, which holds the earlier outcomes."""
+
     exec_id: int
     run_id: str
     workflow: str
     args: dict[str, Any]
     attempt: int
+    replaying: bool = False
 
 
 @_tag(23)

@@ -76,6 +76,9 @@ class Task(Generic[P, R]):
     # A plain-def task the worker may run on its main thread when nothing else is running there
     # (set by the queue takeover's message task; user tasks always get the thread pool).
     main_thread = False
+    # Whether a worker may start it beside the workflow that spawns it before the supervisor
+    # answers (compat tasks may not: their Celery request id is the supervisor's execution id).
+    local_start = True
 
     def __init__(
         self,

@@ -61,13 +61,14 @@ def error_info(exc: BaseException, kind: str = "error") -> p.ErrorInfo:
 class _Execution:
     """One workflow execution as ``coda.context`` sees it."""
 
-    __slots__ = ("attempt", "exec_id", "requests", "run_id", "seq", "worker")
+    __slots__ = ("attempt", "exec_id", "replaying", "requests", "run_id", "seq", "worker")
 
-    def __init__(self, worker: Worker, exec_id: int, run_id: str, attempt: int) -> None:
+    def __init__(self, worker: Worker, exec_id: int, run_id: str, attempt: int, replaying: bool) -> None:
         self.worker = worker
         self.exec_id = exec_id
         self.run_id = run_id
         self.attempt = attempt
+        self.replaying = replaying
         self.requests: set[int] = set()
         self.seq = 0
 
@@ -79,7 +80,12 @@ class _Execution:
         self.requests.add(request_id)
         if kind == "task":
             self.seq += 1
-            worker.send(p.SpawnTask(request_id, self.run_id, name, args, cache_key, self.seq))
+            # Nothing to look up (no cache key, no earlier outcome) and a free slot here: start
+            # it now and tell the supervisor, instead of waiting for it to send the task back.
+            local = cache_key is None and not self.replaying and worker.can_start(name)
+            worker.send(p.SpawnTask(request_id, self.run_id, name, args, cache_key, self.seq, local))
+            if local:
+                worker.handle(p.ExecuteTask(-request_id, self.run_id, name, args, 1, request_id))
         else:
             worker.send(p.SpawnWorkflow(request_id, self.run_id, name, args))
         return future
@@ -98,6 +104,8 @@ class Worker(asyncio.Protocol):
         self.waiting: dict[int, tuple[asyncio.Future[Any], _Execution]] = {}
         self.workflows: dict[int, asyncio.Task[None]] = {}
         self.tasks: set[asyncio.Task[None]] = set()
+        self.running = 0  # tasks started and not finished
+        self._context = contextvars.copy_context()
         self.closed: asyncio.Future[None] = self.loop.create_future()
         self.transport: asyncio.Transport | None = None
         self._out: list[bytes] = []
@@ -150,7 +158,10 @@ class Worker(asyncio.Protocol):
         if kind is p.SpawnSucceeded or kind is p.SpawnFailed:
             self._resolve(msg)  # type: ignore[arg-type]
         elif kind is p.ExecuteTask:
-            self._start(self._run_task(msg))  # type: ignore[arg-type]
+            self.running += 1  # now, not when the coroutine starts: the next spawn may ask
+            # Outside any workflow's context, also when a workflow started it (coda.context
+            # is for workflows only).
+            self._start(self._run_task(msg), self._context.copy())  # type: ignore[arg-type]
         elif kind is p.ExecuteWorkflow:
             self._start_workflow(msg)  # type: ignore[arg-type]
         elif kind is p.CancelExecution:
@@ -161,6 +172,11 @@ class Worker(asyncio.Protocol):
             logger.debug("coda.worker.welcomed")
         else:
             logger.warning("coda.worker.unexpected_message: %s", kind.__name__)
+
+    def can_start(self, name: str) -> bool:
+        """Whether a task spawned here may start here at once (see ``SpawnTask.local``)."""
+        definition = self.registry.tasks.get(name)
+        return definition is not None and definition.local_start and self.running < self.concurrency
 
     def _start(self, coro: Any, context: contextvars.Context | None = None) -> asyncio.Task[None]:
         running = self.loop.create_task(coro, context=context)
@@ -186,6 +202,7 @@ class Worker(asyncio.Protocol):
     async def _run_task(self, msg: p.ExecuteTask) -> None:
         definition = self.registry.tasks.get(msg.task)
         if definition is None:
+            self.running -= 1
             error = p.ErrorInfo("coda.errors.UnknownName", f"this worker has no task {msg.task!r}", "", "unknown_name")
             self.send(p.TaskFailed(msg.exec_id, error, None))
             return
@@ -200,6 +217,7 @@ class Worker(asyncio.Protocol):
                 value = await self.loop.run_in_executor(self.pool, definition.invoke, msg.args, info)
             check_data(value, f"result of task {msg.task!r}")
         except BaseException as exc:  # noqa: BLE001 - every failure is reported, none kills the worker
+            self.running -= 1
             if isinstance(exc, asyncio.CancelledError):
                 raise
             error = error_info(exc)
@@ -208,6 +226,7 @@ class Worker(asyncio.Protocol):
                 self._resolve(p.SpawnFailed(msg.local_request, msg.task, error))
             self.send(p.TaskFailed(msg.exec_id, error, retry_in))
         else:
+            self.running -= 1
             # Wake the local workflow first, then queue the result: the frame is still ahead of
             # anything the workflow sends next (one ordered buffer), and its next spawn joins
             # the same write, so the supervisor wakes once per step instead of twice.
@@ -223,7 +242,7 @@ class Worker(asyncio.Protocol):
             error = p.ErrorInfo("coda.errors.UnknownName", f"this worker has no workflow {msg.workflow!r}", "", "unknown_name")
             self.send(p.WorkflowFailed(msg.exec_id, error))
             return
-        execution = _Execution(self, msg.exec_id, msg.run_id, msg.attempt)
+        execution = _Execution(self, msg.exec_id, msg.run_id, msg.attempt, msg.replaying)
         context = contextvars.copy_context()
         context.run(CURRENT.set, execution)
         self.workflows[msg.exec_id] = self._start(self._run_workflow(msg, definition.fn, execution), context)

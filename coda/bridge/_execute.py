@@ -90,6 +90,7 @@ def run_celery_message(
 class _CeleryMessageTask(Task[..., None]):
     # As in a Celery prefork child: the task runs on the process's main thread, one at a time.
     main_thread = True
+    local_start = False  # submitted by the takeover, never spawned
 
 
 REGISTRY.add_task(_CeleryMessageTask(run_celery_message, name=TASK_NAME))

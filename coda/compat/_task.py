@@ -47,6 +47,10 @@ class CompatTask(Task[..., Any]):
     """The Coda side of a ``coda.compat`` task: it runs the registered Celery task through
     Celery's tracer (see ``coda.compat._request``) and lets Celery's retry policy decide."""
 
+    # Its Celery task id derives from the supervisor's execution id, which must stay the same
+    # across retries: always placed by the supervisor.
+    local_start = False
+
     def __init__(
         self,
         fn: Callable[..., Any],

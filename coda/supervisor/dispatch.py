@@ -10,6 +10,7 @@ So memoization, retries, timeouts and respawns are all testable as tables of mes
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -393,18 +394,22 @@ class Dispatcher:
                     local_request = None if execution.local is None else execution.local[1]
                     out.append((best.peer, p.ExecuteTask(
                         exec_id, execution.run_id, execution.name, execution.args, execution.attempt, local_request)))
-                spec = state.known_tasks.get(execution.name)
-                timeout = execution.timeout if execution.timeout is not None else None if spec is None else spec.timeout
-                if timeout is not None:
-                    state.add_timer(now + timeout, "deadline", exec_id, execution.token)
+                self._arm_deadline(execution, now)
             else:
                 assert run is not None
                 best.running_workflows.add(exec_id)
                 run.state = "running"
-                out.append((best.peer, p.ExecuteWorkflow(exec_id, run.run_id, run.workflow, run.args, run.attempt)))
+                replaying = any(key[0] == run.attempt for key in itertools.chain(run.replay, run.replay_inflight))
+                out.append((best.peer, p.ExecuteWorkflow(exec_id, run.run_id, run.workflow, run.args, run.attempt, replaying)))
             if not any(room(w) > 0 for w in workers):
                 break
         queue.extendleft(reversed(skipped))
+
+    def _arm_deadline(self, execution: Execution, now: float) -> None:
+        spec = self.state.known_tasks.get(execution.name)
+        timeout = execution.timeout if execution.timeout is not None else None if spec is None else spec.timeout
+        if timeout is not None:
+            self.state.add_timer(now + timeout, "deadline", execution.id, execution.token)
 
     # -- tasks ----------------------------------------------------------------------------------------
 
@@ -457,7 +462,21 @@ class Dispatcher:
         run.replay_inflight[replay] = exec_id
         if key is not None:
             run.inflight[key] = exec_id
-        state.pending_tasks.append(exec_id)
+        worker = state.workers.get(sender)
+        if msg.local and key is None and worker is not None:
+            # Already running beside its workflow: record it as placed there (it answers its
+            # workflow itself and reports as -request_id), so that deadlines, deaths and
+            # retries treat it like any other execution.
+            execution = state.execs[exec_id]
+            execution.worker = sender
+            execution.token += 1
+            execution.local = (sender, msg.request_id)
+            worker.running.add(exec_id)
+            worker.local_ids[msg.request_id] = exec_id
+            run.counts.executed += 1
+            self._arm_deadline(execution, now)
+        else:
+            state.pending_tasks.append(exec_id)
 
     def _submit_task(self, sender: int, msg: SubmitTask, now: float, out: Out) -> None:
         state = self.state
@@ -472,6 +491,9 @@ class Dispatcher:
         state.pending_tasks.append(exec_id)
 
     def _running_exec(self, sender: int, exec_id: int) -> Execution | None:
+        if exec_id < 0:  # a task its worker started itself, known there by its spawn's request id
+            worker = self.state.workers.get(sender)
+            exec_id = -1 if worker is None else worker.local_ids.pop(-exec_id, -1)
         execution = self.state.execs.get(exec_id)
         if execution is None or execution.worker != sender:
             return None  # stale: the execution was re-dispatched or timed out meanwhile
@@ -482,12 +504,12 @@ class Dispatcher:
         if execution is None:
             return
         state = self.state
-        state.workers[sender].running.discard(msg.exec_id)
-        del state.execs[msg.exec_id]
+        state.workers[sender].running.discard(execution.id)
+        del state.execs[execution.id]
         run = state.runs.get(execution.run_id)
         if run is not None:
             run.counts.succeeded += 1
-            run.tasks.pop(msg.exec_id, None)
+            run.tasks.pop(execution.id, None)
             self._settle(run, execution, (True, msg.value))
         for waiter in execution.waiters:
             peer, request_id = waiter
@@ -513,7 +535,7 @@ class Dispatcher:
         if execution is None:
             return
         state = self.state
-        state.workers[sender].running.discard(msg.exec_id)
+        state.workers[sender].running.discard(execution.id)
         execution.worker = None
         run = state.runs.get(execution.run_id)
         if msg.retry_in is not None and run is not None and run.state not in FINISHED:

@@ -47,6 +47,7 @@ class WorkerState:
     running: set[int] = field(default_factory=set)
     running_workflows: set[int] = field(default_factory=set)
     bridge: bool = False  # the Celery bridge: takes every task no worker registered
+    local_ids: dict[int, int] = field(default_factory=dict)  # request id of a task it started itself -> exec id
 
 
 @dataclass(eq=False, slots=True)

@@ -78,6 +78,37 @@ async def fan_out(n: int) -> int:
     return sum(await asyncio.gather(*handles))
 
 
+@coda.task
+async def span(dir: str, i: int) -> int:
+    """Record this invocation's start and end (pid, monotonic clock) to check for overlaps
+    (async: on the worker's loop nothing but the slot count keeps two apart)."""
+    started = time.monotonic()
+    await asyncio.sleep(0.05)
+    _append(dir, "spans", f"{os.getpid()} {started} {time.monotonic()}")
+    return i
+
+
+@coda.task
+async def in_workflow() -> bool:
+    try:
+        coda.context.run_id  # noqa: B018 - the attribute access is the check
+    except coda.errors.NotInWorkflow:
+        return False
+    return True
+
+
+@coda.workflow
+async def task_sees_no_workflow() -> bool:
+    return await coda.context.spawn_task(in_workflow)  # type: ignore[no-any-return]
+
+
+@coda.workflow
+async def spans(dir: str, n: int) -> list[int]:
+    first = await coda.context.spawn_task(span, args={"dir": dir, "i": 0})
+    rest = await asyncio.gather(*(coda.context.spawn_task(span, args={"dir": dir, "i": i}) for i in range(1, n)))
+    return [first, *rest]
+
+
 @coda.workflow
 async def three_tasks(i: int) -> int:
     a = await coda.context.spawn_task(add, args={"a": i, "b": 1})

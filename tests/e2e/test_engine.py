@@ -81,6 +81,24 @@ async def test_gather_fifty_tasks(coda_supervisor) -> None:
         assert await client.run(app.fan_out, {"n": 50}, timeout=60) == sum(2 * i for i in range(50))
 
 
+@pytest.mark.coda_supervisor(workers=1)
+async def test_tasks_started_beside_their_workflow_keep_to_the_concurrency(coda_supervisor, tmp_path: Path) -> None:
+    # A worker starts an unkeyed spawn itself when it has a free slot; with one worker of
+    # concurrency 1, no two tasks may ever overlap, and each runs exactly once.
+    async with coda_supervisor.client() as client:
+        handle = await client.start(app.spans, {"dir": str(tmp_path), "n": 6})
+        assert await handle.result(timeout=30) == list(range(6))
+        status = await handle.status()
+    lines = (tmp_path / "spans").read_text().split()
+    spans = sorted((float(lines[i + 1]), float(lines[i + 2])) for i in range(0, len(lines), 3))
+    assert len(spans) == 6
+    assert all(end <= next_start for (_, end), (next_start, _) in zip(spans, spans[1:])), spans
+    assert status.tasks == {"spawned": 6, "executed": 6, "memo_hits": 0, "succeeded": 6, "failed": 0, "retried": 0}
+    # Started beside its workflow, a task still runs outside the workflow's context.
+    async with coda_supervisor.client() as client:
+        assert await client.run(app.task_sees_no_workflow, {}, timeout=30) is False
+
+
 @pytest.mark.timeout(300)
 @pytest.mark.coda_supervisor(workers=2)
 async def test_thousand_concurrent_workflows_on_two_workers(coda_supervisor) -> None:

@@ -130,6 +130,53 @@ def test_a_local_final_failure_is_answered_by_the_worker_and_a_retry_is_not() ->
     assert d.handle(peer2, p.TaskSucceeded(execute.exec_id, "ok"), 1.0) == [(wf, p.SpawnSucceeded(1, "ok"))]
 
 
+def local_spawn(d: Dispatcher, wf_peer: int, request: int, task: str = "t", now: float = 0.0) -> list[tuple[int, Any]]:
+    return d.handle(wf_peer, p.SpawnTask(request, "r1", task, {"x": request}, None, request, True), now)
+
+
+def test_a_task_its_worker_started_itself_is_recorded_there_and_settled_by_request_id() -> None:
+    d = setup()
+    wf = start_run(d)
+    assert local_spawn(d, wf, 1) == []  # nothing to send: it is running already
+    (exec_id,) = d.state.workers[wf].running
+    assert d.state.execs[exec_id].worker == wf and d.state.runs["r1"].counts.executed == 1
+    # The worker answered its workflow itself; the supervisor only records the outcome.
+    assert d.handle(wf, p.TaskSucceeded(-1, "v"), 0.0) == []
+    assert not d.state.workers[wf].running and exec_id not in d.state.execs
+    assert d.state.runs["r1"].replay == {(1, 1, "t"): (True, "v")}
+    assert d.handle(wf, p.TaskSucceeded(-1, "again"), 0.0) == []  # a repeated report is stale
+
+
+def test_a_local_start_keeps_its_deadline_and_its_retries() -> None:
+    d = setup()
+    wf = start_run(d)
+    assert local_spawn(d, wf, 1, task="slow", now=0.0) == []
+    out = d.tick(1.0)
+    assert kinds(out)[:2] == [(wf, "SpawnFailed"), (PROCESSES, "KillWorker")]
+    assert out[0][1].error.kind == "timeout"
+    d = setup()
+    wf = start_run(d)
+    local_spawn(d, wf, 1)
+    assert d.handle(wf, p.TaskFailed(-1, p.ErrorInfo("E", "m"), 0.5), 0.0) == []
+    (peer, again), = d.tick(0.5)
+    # The retry is placed by the supervisor, back beside its workflow, under its own exec id.
+    assert peer == wf and again.attempt == 2 and again.local_request == 1 and again.exec_id > 0
+
+
+def test_a_workflow_run_again_after_its_worker_died_is_told_it_is_replaying() -> None:
+    d = setup()
+    wf = start_run(d)
+    local_spawn(d, wf, 1)
+    d.handle(wf, p.TaskSucceeded(-1, "first"), 0.0)
+    out = d.handle(wf, ConnectionClosed("killed"), 100.0)
+    ((wf2, execute),) = [(peer, msg) for peer, msg in out if type(msg) is p.ExecuteWorkflow]
+    assert execute.replaying is True and execute.attempt == 1
+    # A new attempt starts afresh: nothing of it to replay.
+    d.handle(wf2, p.WorkflowFailed(execute.exec_id, p.ErrorInfo("E", "m")), 100.0)
+    (next_attempt,) = [msg for _, msg in d.tick(105.0) if type(msg) is p.ExecuteWorkflow]
+    assert next_attempt.attempt == 2 and next_attempt.replaying is False
+
+
 def test_a_queued_task_goes_out_when_a_slot_frees() -> None:
     d = setup(workers=1)
     wf = start_run(d)
