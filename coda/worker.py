@@ -4,8 +4,12 @@ hands it, and talks to nothing but that supervisor (over the socket it inherited
 Async tasks and workflows run on the worker's event loop; plain ``def`` tasks run on a small
 thread pool so the loop keeps serving workflows meanwhile. A task marked ``main_thread`` (the
 queue takeover's Celery message) runs on the loop's own thread when nothing else would wait
-for it, as a Celery pool child runs its task: no thread hand-off, signals work. A worker decides *whether* a failed
-task is retried (the policy belongs to the task definition); the supervisor owns the timer.
+for it, as a Celery pool child runs its task: no thread hand-off, signals work.
+
+A spawn with no cache key, from a workflow that is not replaying, starts here at once when a
+slot is free; the supervisor is told in the same message and treats it as placed here. A worker
+decides *whether* a failed task is retried (the policy belongs to the task definition); the
+supervisor owns the timer.
 """
 
 from __future__ import annotations
