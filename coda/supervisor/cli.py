@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 
 import click
 
 from coda.errors import CodaError
+from coda.logs import setup_logging
 from coda.supervisor.config import SupervisorConfig
 from coda.supervisor.server import serve
 
@@ -43,8 +43,10 @@ def supervisor(apps: tuple[str, ...], workers: int | None, concurrency: int | No
         raise click.UsageError(str(exc)) from None
     if not config.apps:
         raise click.UsageError("give at least one -A module that defines your tasks and workflows")
-    logging.basicConfig(
-        level=config.log_level.upper(),
-        format="%(asctime)s coda-supervisor %(levelname)s %(name)s: %(message)s",
-    )
-    sys.exit(asyncio.run(serve(config)))
+    setup_logging(config.log_level, "coda-supervisor")
+
+    def listening(address: str) -> None:
+        # Launchers, users and the bench wait for this line on stdout.
+        click.echo(f"coda supervisor listening on {address} with {config.workers} workers")
+
+    sys.exit(asyncio.run(serve(config, on_listening=listening)))

@@ -177,7 +177,7 @@ def test_unknown_name_and_bad_messages_are_rejected(redis_setup: Setup, coda_sup
     log = wait_for(lambda: (text := sup.log()).count("coda.bridge.takeover.bad_message") >= 3 and "takeover.nobody_knows_me" in text and text, 10, "the log lines")
     for msg_id in ("bad-v1", "bad-type", "bad-json"):
         line = next(line for line in log.splitlines() if msg_id in line and "bad_message" in line)
-        assert f"queue {s.queue}" in line
+        assert f"queue={s.queue}" in line
     assert "unknown_task" in log and unknown.id in log
     # Rejected back to the broker: the unknown message is never acked; the bad ones are gone.
     sup.terminate()
