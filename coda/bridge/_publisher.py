@@ -30,7 +30,8 @@ from coda.bridge._hook import REPLY_PREFIX, hooked
 from coda.bridge._results import ID_PREFIX, Outcome, RedisResults, ReplyQueue, outcome
 from coda.bridge._settings import BridgeSettings, load_celery_app
 from coda.data import check_data
-from coda.errors import BridgeError, DataError, ErrorInfo, ErrorKind, refusal, to_wire
+from coda.errors import BridgeError, DataError, ErrorInfo, ErrorKind, ProtocolError, refusal, to_wire
+from coda.framing import encode_message
 from coda.inprocess import BridgeHello, ExecuteLegacyTask
 from coda.protocol import CancelExecution, TaskRaised, TaskReturned
 
@@ -245,7 +246,10 @@ class CeleryBridge:
         elif result.state == "success":
             try:
                 check_data(result.value, f"result of Celery task {entry.task!r}")
-            except DataError as exc:
+                # A value msgpack refuses (a lone surrogate JSON can carry) fails the task here,
+                # before it is memoized, not later in the supervisor's writes.
+                encode_message(TaskReturned(0, result.value))
+            except (DataError, ProtocolError) as exc:
                 self._fail(entry, to_wire(exc, ErrorKind.ERROR))
                 return
             self._forget(entry)
