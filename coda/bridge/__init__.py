@@ -20,6 +20,7 @@ Nothing here imports :mod:`coda.supervisor`: the supervisor's server builds the
     _hook        install(app): the one line for Celery workers without a result backend
     _takeover    Celery → Coda, the event-loop side: eta, rate limits, submit, ack decisions
     _consumer    Celery → Coda, the kombu consumer thread: parse once, ack, requeue, reconnect
+    _handoff     the typed records the two halves of the takeover exchange across threads
     _redis_acks  the Redis transport's ack and visibility tricks, fenced
     _execute     the worker side: one Celery message through Celery's own Request.execute
     _entry       workflow_entry: start a workflow from Celery code through a queue

@@ -4,9 +4,9 @@ kombu is blocking and its channels are not thread-safe, so one thread owns the c
 consumes the queues with a bounded prefetch (the window grows by the messages the loop holds
 for their eta, as Celery's does), reconnects with backoff, parses each message once — a Celery
 ``Request``, as ``celery worker`` builds on receipt: accept list, serializer, protocol-2 shape,
-eta, expiry, time limits — and hands the event loop an :data:`Arrival`, plain data. The loop
-answers with :data:`Command` records; only this thread acts on them (ack, reject, requeue,
-Celery's own failure records), so no kombu or Celery object ever crosses the thread line.
+eta, expiry, time limits — and hands the event loop an :data:`~coda.bridge._handoff.Arrival`,
+plain data. The loop answers with :data:`~coda.bridge._handoff.Command` records; only this
+thread acts on them (ack, reject, requeue, Celery's own failure records).
 
 A message whose connection was lost meanwhile is not settled: the broker has it back already.
 """
@@ -14,7 +14,6 @@ A message whose connection was lost meanwhile is not settled: the broker has it 
 from __future__ import annotations
 
 import collections
-import enum
 import itertools
 import logging
 import socket
@@ -22,27 +21,26 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, TypeAlias
+from typing import Any
 
 from kombu import messaging
 
+from coda.bridge._handoff import (
+    Arrival,
+    Command,
+    Holding,
+    Lost,
+    Settle,
+    Settled,
+    StartMessage,
+    StopConsuming,
+    TaskMessage,
+    TimedOut,
+)
 from coda.bridge._redis_acks import Acks
 from coda.bridge._settings import HOSTNAME, START_WORKFLOW, BridgeSettings
 
-__all__ = [
-    "Arrival",
-    "Command",
-    "Holding",
-    "Lost",
-    "QueueConsumer",
-    "Settle",
-    "Settled",
-    "StartMessage",
-    "StopConsuming",
-    "TaskMessage",
-    "TimedOut",
-]
+__all__ = ["QueueConsumer"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,87 +56,6 @@ _BUSY_POLL = 0.002
 # prefetch window) to share one. A late ack only delays the broker's bookkeeping: the task's
 # result is already stored.
 _ACK_DELAY = 0.010
-
-
-# -- thread → loop ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class TaskMessage:
-    """A Celery task message, checked and parsed. ``payload`` is the message as the worker-side
-    task (:mod:`coda.bridge._execute`) takes it; ``rate`` is the task's rate limit in tasks per
-    second, ``time_limit`` its hard limit in seconds."""
-
-    tag: int
-    queue: str
-    msg_id: str
-    task: str
-    eta: datetime | None
-    rate: float | None
-    time_limit: float | None
-    payload: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class StartMessage:
-    """A workflow start published by :func:`coda.bridge.workflow_entry`."""
-
-    tag: int
-    queue: str
-    msg_id: str
-    workflow: str
-    args: dict[str, Any]
-    run_id: str | None
-
-
-Arrival: TypeAlias = TaskMessage | StartMessage
-
-
-# -- loop → thread ------------------------------------------------------------------------------
-
-
-class Settle(enum.Enum):
-    ACK = "ack"
-    REJECT = "reject"  # dropped (or dead-lettered, where the broker is set up for it)
-    REQUEUE = "requeue"  # back to the broker at once
-    REQUEUE_LATER = "requeue_later"  # back to the broker after a pause
-
-
-@dataclass(frozen=True, slots=True)
-class Settled:
-    tag: int
-    how: Settle
-
-
-@dataclass(frozen=True, slots=True)
-class TimedOut:
-    """The task ran past its hard limit (its worker was killed): Celery's own time-limit path
-    records FAILURE(TimeLimitExceeded), runs errbacks and sends the signal; then the ack."""
-
-    tag: int
-
-
-@dataclass(frozen=True, slots=True)
-class Lost:
-    """Every worker that ran it died: record FAILURE(WorkerLostError), then ack."""
-
-    tag: int
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
-class Holding:
-    """The loop holds ``count`` messages for their eta: the prefetch window grows by as many."""
-
-    count: int
-
-
-@dataclass(frozen=True, slots=True)
-class StopConsuming:
-    """Take no more messages (the drain); what is unacked goes back when the connection closes."""
-
-
-Command: TypeAlias = Settled | TimedOut | Lost | Holding | StopConsuming
 
 
 def _data(value: Any) -> Any:

@@ -2,7 +2,7 @@
 
 A :class:`Takeover` lives in the supervisor process as an in-process client of the dispatcher.
 Its consumer thread (:mod:`coda.bridge._consumer`) owns the kombu connection and hands this,
-the event-loop side, each message parsed; here ``eta``/``countdown`` messages wait on timers,
+the event-loop side, each message parsed (:mod:`coda.bridge._handoff`); here ``eta``/``countdown`` messages wait on timers,
 ``rate_limit`` is applied, and each message is submitted as one execution of the worker-side
 task :data:`~coda.bridge._settings.TASK_NAME` (see :mod:`coda.bridge._execute`). The dispatcher
 places it on a worker, enforces the hard time limit by killing and replacing that worker, and
@@ -30,11 +30,11 @@ from typing import Any, TypeAlias
 
 from kombu.utils import limits
 
-from coda.bridge._consumer import (
+from coda.bridge._consumer import QueueConsumer
+from coda.bridge._handoff import (
     Arrival,
     Holding,
     Lost,
-    QueueConsumer,
     Settle,
     Settled,
     StartMessage,
