@@ -60,6 +60,8 @@ _TokenBucket: Any = limits.TokenBucket
 
 FromTakeover: TypeAlias = ClientHello | SubmitTask | StartRun
 
+_ACK = Settle.ACK  # an Enum member lookup costs ~200 ns on Python 3.11; this one is per message
+
 
 class Takeover:
     """Consumes Celery queues for one supervisor; ``deliver`` hands a message to its dispatcher
@@ -120,7 +122,7 @@ class Takeover:
                 pass
             case SpawnSucceeded(request_id=tag) | RunStarted(request_id=tag):
                 if self._inflight.pop(tag, None) is not None:
-                    self._post_settle(tag, Settle.ACK)
+                    self._post_settle(tag, _ACK)
             case SpawnFailed(request_id=tag, error=error):
                 arrival = self._inflight.pop(tag, None)
                 if isinstance(arrival, TaskMessage):  # a start is refused by ErrorReply instead
