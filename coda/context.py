@@ -15,7 +15,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from coda.data import check_data
 from coda.errors import DataError, NotInWorkflow
-from coda.registry import REGISTRY, Workflow, task_name_of
+from coda.registry import REGISTRY, Task, Workflow, task_name_of
 
 __all__ = ["Handle", "WorkflowRuntime", "spawn_task", "spawn_workflow"]
 
@@ -66,14 +66,9 @@ def spawn_task(task: Any, args: dict[str, Any] | None = None, cache_key: list[An
     within this run, so a rerun (or a concurrent spawn of the same key) does not run it again."""
     runtime = _runtime("spawn_task")
     name, definition = task_name_of(task)
-    args = {} if args is None else args
-    if type(args) is not dict:
-        raise DataError(f"task {name!r}: args must be a dict of keyword arguments, got {type(args).__name__}")
-    check_data(args, "args")
-    if definition is not None:
-        definition.check_args(args)
-        if cache_key is None:
-            cache_key = definition.default_cache_key(args)
+    args = _checked_args("task", name, args, definition)
+    if definition is not None and cache_key is None:
+        cache_key = definition.default_cache_key(args)
     if cache_key is not None:
         if type(cache_key) is not list:
             raise DataError(f"task {name!r}: cache_key must be a list, got {type(cache_key).__name__}")
@@ -93,13 +88,21 @@ def spawn_workflow(workflow: Any, args: dict[str, Any] | None = None) -> Handle[
         name, definition = workflow, REGISTRY.workflows.get(workflow)
     else:
         raise DataError(f"spawn_workflow needs a @coda.workflow or its name, not {workflow!r}")
+    args = _checked_args("workflow", name, args, definition)
+    return Handle(name, runtime.spawn("workflow", name, args, None))
+
+
+def _checked_args(kind: str, name: str, args: dict[str, Any] | None,
+                  definition: Task[Any, Any] | Workflow[Any, Any] | None) -> dict[str, Any]:
+    """``args`` (``{}`` for None) once they are a dict of data that fits the definition, when
+    this process knows it; else DataError naming the task or workflow and the argument."""
     args = {} if args is None else args
     if type(args) is not dict:
-        raise DataError(f"workflow {name!r}: args must be a dict, got {type(args).__name__}")
+        raise DataError(f"{kind} {name!r}: args must be a dict of keyword arguments, got {type(args).__name__}")
     check_data(args, "args")
     if definition is not None:
         definition.check_args(args)
-    return Handle(name, runtime.spawn("workflow", name, args, None))
+    return args
 
 
 def __getattr__(name: str) -> Any:
