@@ -26,18 +26,8 @@ from coda.framing import FrameStream, encode_frame
 from coda.inprocess import InProcessPeer
 from coda.supervisor.config import SupervisorConfig
 from coda.supervisor.dispatch import Dispatcher
-from coda.supervisor.messages import (
-    CloseConnection,
-    ConnectionClosed,
-    Drain,
-    Effect,
-    Inbound,
-    KillWorker,
-    Out,
-    Outbound,
-    StartWorker,
-    WorkerSpawned,
-)
+from coda.supervisor.messages import CloseConnection, ConnectionClosed, Drain, Effect, Inbound, KillWorker
+from coda.supervisor.messages import Out, Outbound, StartWorker, WorkerSpawned
 from coda.supervisor.processes import InProcessWorkers, WorkerLaunch, WorkerProcesses
 from coda.supervisor.state import SUPERVISOR
 
