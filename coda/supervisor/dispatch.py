@@ -864,11 +864,18 @@ class Dispatcher:
             "bridge": None if state.bridge is None else {"running_tasks": len(state.workers[state.bridge].running)},
             "runs": runs,
             "queues": {
-                "pending_tasks": len(state.pending_tasks),
-                "pending_workflows": len(state.pending_workflows),
-                "timers": len(state.timers),
-                "executions": len(state.execs),
+                "tasks_waiting": len(state.pending_tasks),  # for a free slot on a worker
+                "tasks_retrying": sum(  # waiting out their retry_delay
+                    1 for _, _, kind, ref, _ in state.timers
+                    if kind == "dispatch" and ref in state.execs and state.execs[ref].worker is None
+                ),
+                "workflows_waiting": len(state.pending_workflows),
+                "runs_rerunning": sum(  # failed, rerun after the workflow's retry_delay
+                    1 for _, _, kind, ref, _ in state.timers
+                    if kind == "rerun" and ref in state.runs and state.runs[ref].state not in FINISHED
+                ),
             },
+            "celery_queues": list(self.config.queues),
             "draining": state.draining,
             "registered": {"tasks": sorted(state.known_tasks), "workflows": sorted(state.known_workflows)},
         }
