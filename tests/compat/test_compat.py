@@ -46,8 +46,7 @@ AMQP = "amqp://guest:guest@127.0.0.1:5672//"
 SIGNAL_KEYS = {
     "task_prerun": ["args", "kwargs", "signal", "task", "task_id"],
     "task_postrun": ["args", "kwargs", "retval", "signal", "state", "task", "task_id"],
-    # Celery 5.7 added runtime= to task_success; earlier releases send result= alone.
-    "task_success": ["result", "runtime", "signal"] if celery.VERSION >= (5, 7) else ["result", "signal"],
+    "task_success": ["result", "runtime", "signal"],
     "task_failure": ["args", "einfo", "exception", "kwargs", "signal", "task_id", "traceback"],
     "task_retry": ["einfo", "reason", "request", "signal"],
 }
