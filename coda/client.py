@@ -334,7 +334,16 @@ class SyncClient:
         if self._loop.is_closed():
             coro.close()
             raise CodaError("this SyncClient is closed")
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return future.result()
+        except (CodaError, TypeError) as exc:
+            # The caller's error (unreachable supervisor, failed run, bad args): its traceback
+            # would be the loop thread's and concurrent.futures' frames, not the caller's.
+            raise exc.with_traceback(None) from exc.__cause__
+        except BaseException:
+            future.cancel()  # Ctrl-C while waiting: stop the request in the loop thread too
+            raise
 
     def start(self, workflow: Any, args: dict[str, Any] | None = None, *, run_id: str | None = None) -> SyncRunHandle:
         return SyncRunHandle(self, self._call(self._client.start(workflow, args, run_id=run_id)))

@@ -143,4 +143,4 @@ class Dispatcher:
         out.append(CloseConnection(sender, error.message))
 
     def _supervisor_status(self, sender: int, msg: p.GetSupervisorStatus, now: float, out: Out) -> None:
-        out.append((sender, p.StatusReply(msg.request_id, self.state.summary(now))))
+        out.append((sender, p.StatusReply(msg.request_id, self.state.summary(now, self.config.queues))))

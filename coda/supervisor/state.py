@@ -233,11 +233,12 @@ class SupervisorState:
         """Whether ``peer`` is still connected as a worker or a client (so may be answered)."""
         return peer in self.workers or peer in self.clients
 
-    def summary(self, now: float) -> dict[str, Any]:
-        """Workers, runs by state and queue lengths: what ``coda status`` shows."""
+    def summary(self, now: float, celery_queues: tuple[str, ...] = ()) -> dict[str, Any]:
+        """Workers, runs by state and what is queued: what ``coda status`` shows."""
         runs: dict[str, int] = {}
         for run in self.runs.values():
             runs[run.state] = runs.get(run.state, 0) + 1
+        timers = [entry[2] for entry in self.timers]
         return {
             "workers": [
                 {
@@ -256,11 +257,18 @@ class SupervisorState:
             "bridge": None if self.bridge is None else {"running_tasks": len(self.workers[self.bridge].running)},
             "runs": runs,
             "queues": {
-                "pending_tasks": len(self.pending_tasks),
-                "pending_workflows": len(self.pending_workflows),
-                "timers": len(self.timers),
-                "executions": len(self.execs),
+                "tasks_waiting": len(self.pending_tasks),  # for a free slot on a worker
+                "tasks_retrying": sum(  # waiting out their retry_delay
+                    1 for t in timers
+                    if type(t) is RetryDue and t.exec_id in self.execs and self.execs[t.exec_id].worker is None
+                ),
+                "workflows_waiting": len(self.pending_workflows),
+                "runs_rerunning": sum(  # failed, rerun after the workflow's retry_delay
+                    1 for t in timers
+                    if type(t) is RerunDue and t.run_id in self.runs and self.runs[t.run_id].state not in FINISHED
+                ),
             },
+            "celery_queues": list(celery_queues),
             "draining": self.draining,
             "registered": {"tasks": sorted(self.known_tasks), "workflows": sorted(self.known_workflows)},
         }

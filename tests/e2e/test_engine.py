@@ -222,7 +222,8 @@ def test_sync_client_and_coda_status(coda_supervisor) -> None:
     out = subprocess.run([sys.executable, "-m", "coda", "status", "--url", coda_supervisor.address],
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
-    assert "workers (2):" in out.stdout and "succeeded 1" in out.stdout and "pending_tasks 0" in out.stdout
+    assert "workers (2):" in out.stdout and "runs: 1 succeeded" in out.stdout
+    assert "queued: 0 tasks waiting for a worker, 0 waiting to retry" in out.stdout and "timers" not in out.stdout
 
 
 def test_sigterm_drains_in_flight_work_and_exits_zero(coda_supervisor, tmp_path: Path) -> None:

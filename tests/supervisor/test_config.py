@@ -18,14 +18,14 @@ def test_defaults() -> None:
 @pytest.mark.parametrize(
     ("field", "value", "named"),
     [
-        ("workers", 0, "--workers must be >= 1, got 0"),
-        ("concurrency", 0, "--concurrency must be >= 1"),
-        ("grace", -1.0, "--grace must be >= 0"),
-        ("retention", -1.0, "--retention must be >= 0"),
-        ("max_runs", 0, "--max-runs must be >= 1"),
+        ("workers", 0, r"--workers \(CODA_WORKERS\) must be >= 1, got 0"),
+        ("concurrency", 0, r"--concurrency \(CODA_CONCURRENCY\) must be >= 1"),
+        ("grace", -1.0, r"--grace \(CODA_GRACE\) must be >= 0"),
+        ("retention", -1.0, r"--retention \(CODA_RETENTION\) must be >= 0"),
+        ("max_runs", 0, r"--max-runs \(CODA_MAX_RUNS\) must be >= 1"),
         ("max_frame", 10, "must be >= 1024, got 10"),
-        ("bridge_pickup_timeout", 0.0, "bridge pickup timeout must be > 0"),
-        ("listen", "nowhere", "address 'nowhere' is not host:port"),
+        ("bridge_pickup_timeout", 0.0, r"--bridge-pickup-timeout \(CODA_BRIDGE_PICKUP_TIMEOUT\) must be > 0"),
+        ("listen", "nowhere", "--listen: address 'nowhere' is not host:port"),
     ],
 )
 def test_bad_values_are_refused_naming_the_setting(field: str, value: object, named: str) -> None:
