@@ -21,7 +21,10 @@
     ├── TaskFailed                       a spawned task failed for good
     │   ├── TaskTimeout                  it ran past its timeout and its worker was replaced
     │   └── WorkerLost                   its worker died too many times while running it
-    └── WorkflowFailed                   a run ended failed (or cancelled)
+    ├── WorkflowFailed                   a run ended failed (or cancelled)
+    └── StoreError                       the run store (--store) cannot be used: bad URL, ...
+        ├── StoreUnavailable             it cannot be reached or written now (retried)
+        └── StoreIncompatible            it holds a newer schema, corrupt or foreign data
 
 Control-flow signals that a user's ``except Exception`` must not swallow derive from
 ``BaseException`` and live where they are raised (none is public yet).
@@ -42,6 +45,9 @@ __all__ = [
     "RunNotFound",
     "RunTimeout",
     "ShuttingDown",
+    "StoreError",
+    "StoreIncompatible",
+    "StoreUnavailable",
     "SupervisorUnavailable",
     "TaskFailed",
     "TaskTimeout",
@@ -142,3 +148,17 @@ class WorkflowFailed(CodaError):
 
     def __str__(self) -> str:
         return f"workflow run {self.run_id!r} failed: {self.exc_type}: {self.message}"
+
+
+class StoreError(CodaError):
+    """The run store cannot be used (a bad ``--store`` URL, ...); the message names the store."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached or written now (connection lost, disk full); writes are
+    retried until it is back, and new runs are refused meanwhile."""
+
+
+class StoreIncompatible(StoreError):
+    """The store holds what this Coda must not touch: a newer schema version, a corrupt file,
+    or keys under the prefix that are not a Coda store. Nothing is reset."""
