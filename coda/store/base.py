@@ -48,7 +48,8 @@ STEP_KINDS = frozenset({"task", "workflow"})
 class RunRecord:
     """A workflow run as the store keeps it. ``rerun_at``: due time (epoch seconds) of an
     automatic rerun after a failed attempt, or None. ``owner`` and ``fence`` are for runs
-    shared by several supervisors (None and 0 until then)."""
+    shared by several supervisors (None and 0 until then). A run's ``workflow`` and
+    ``created_at`` never change once it is written (stores index them once)."""
 
     run_id: str
     workflow: str

@@ -104,6 +104,10 @@ class RedisStore(Store):
         # Runs this store has put in the active set since it opened: their later puts skip the
         # index commands (idempotent either way: after a restart the first put sends them again).
         self._indexed: set[str] = set()
+        # Set by a connection error: before the next write, check that the schema key is still
+        # there — a Redis restarted without persistence comes back empty, and writing into it
+        # as if nothing happened would be a silent reset.
+        self._recheck = False
 
     def describe(self) -> str:
         return f"{_mask(self.url)} (prefix {self.prefix!r})"
@@ -114,8 +118,10 @@ class RedisStore(Store):
     def _error(self, exc: Exception, doing: str) -> StoreError:
         where = f"{self.describe()}: {doing}: {type(exc).__name__}: {exc}"
         if isinstance(exc, (redis.ConnectionError, redis.TimeoutError, OSError)):
+            self._recheck = True
             return StoreUnavailable(where)
         if isinstance(exc, redis.ResponseError) and str(exc).startswith(_TRANSIENT_REPLIES):
+            self._recheck = True
             return StoreUnavailable(where)
         if isinstance(exc, StoreIncompatible):
             return StoreIncompatible(f"{self.describe()}: {doing}: {exc}")
@@ -162,6 +168,17 @@ class RedisStore(Store):
         if version < 1:
             raise StoreIncompatible(f"{self.describe()}: schema version {version} is not one Coda ever wrote")
 
+    def _check_still_there(self) -> None:
+        raw = self._client.get(self._schema_key)
+        if raw is None:
+            raise StoreIncompatible(
+                f"{self.describe()}: the store's schema key is gone after the connection was lost: Redis came "
+                "back without its data (restarted with no appendonly/RDB persistence, or flushed); nothing "
+                "more is written there — restart the supervisor to start an empty store"
+            )
+        self._check_version(raw)
+        self._recheck = False
+
     def _any_key(self) -> str | None:
         pattern = _SCAN_PATTERN.sub(r"\\\1", self.prefix) + ":*"
         for key in self._client.scan_iter(match=pattern, count=1000):
@@ -172,6 +189,8 @@ class RedisStore(Store):
 
     def commit(self, batch: Batch) -> BatchResult:
         try:
+            if self._recheck:
+                self._check_still_there()
             return self._write(batch)
         except (redis.RedisError, OSError) as exc:
             raise self._error(exc, f"commit of {batch!r}") from None

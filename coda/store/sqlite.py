@@ -59,14 +59,24 @@ _SCHEMA = [
     "CREATE INDEX runs_by_workflow ON runs (workflow, created_at)",
     "CREATE INDEX runs_by_created ON runs (created_at)",
     "CREATE INDEX runs_by_finished ON runs (finished_at) WHERE finished_at IS NOT NULL",
+    # Rowid tables with a unique key: the records append to the table's last pages and only
+    # the small key entries land all over the index — what keeps a commit that touches a
+    # hundred runs to a few dirty pages a run (a WITHOUT ROWID table rewrites a page per run).
     "CREATE TABLE steps (run_id TEXT NOT NULL, attempt INTEGER NOT NULL, seq INTEGER NOT NULL,"
-    " record BLOB NOT NULL, PRIMARY KEY (run_id, attempt, seq)) WITHOUT ROWID",
-    "CREATE TABLE memo (run_id TEXT NOT NULL, key BLOB NOT NULL, value BLOB NOT NULL,"
-    " PRIMARY KEY (run_id, key)) WITHOUT ROWID",
+    " record BLOB NOT NULL, UNIQUE (run_id, attempt, seq))",
+    "CREATE TABLE memo (run_id TEXT NOT NULL, key BLOB NOT NULL, value BLOB NOT NULL, UNIQUE (run_id, key))",
     "CREATE TABLE timers (run_id TEXT NOT NULL, attempt INTEGER NOT NULL, seq INTEGER NOT NULL,"
     " record BLOB NOT NULL, PRIMARY KEY (run_id, attempt, seq)) WITHOUT ROWID",
 ]
 _TABLES = frozenset({"meta", "runs", "steps", "memo", "timers"})
+# Upserts that set only what can change, so the indexes on what cannot (a run's workflow and
+# created_at) are left alone.
+_PUT_RUN = (
+    "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id) DO UPDATE SET"
+    " state = excluded.state, attempt = excluded.attempt, finished_at = excluded.finished_at, record = excluded.record"
+)
+_PUT_STEP = "INSERT INTO steps VALUES (?, ?, ?, ?) ON CONFLICT (run_id, attempt, seq) DO UPDATE SET record = excluded.record"
+_PUT_MEMO = "INSERT INTO memo VALUES (?, ?, ?) ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value"
 
 # Primary result codes that mean "not now" (busy, I/O, full, cannot open, read-only, no
 # memory): the writer keeps the batch and retries. Anything else is not transient.
@@ -233,11 +243,11 @@ class SQLiteStore(Store):
                         for table in ("runs", "steps", "memo", "timers"):
                             conn.executemany(f"DELETE FROM {table} WHERE run_id = ?", deletes)
                     if runs:
-                        conn.executemany("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?)", runs)
+                        conn.executemany(_PUT_RUN, runs)
                     if steps:
-                        conn.executemany("INSERT OR REPLACE INTO steps VALUES (?, ?, ?, ?)", steps)
+                        conn.executemany(_PUT_STEP, steps)
                     if memo:
-                        conn.executemany("INSERT OR REPLACE INTO memo VALUES (?, ?, ?)", memo)
+                        conn.executemany(_PUT_MEMO, memo)
                     for key in untimed:
                         where = "run_id = ? AND attempt = ? AND seq = ?" if len(key) == 3 else "run_id = ?"
                         conn.execute(f"DELETE FROM timers WHERE {where}", key)

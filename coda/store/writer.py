@@ -84,6 +84,9 @@ class StoreWriter:
         self._in_flight = 0  # records in the commit under way (counted against max_pending)
         self._available = True
         self._down_since: float | None = None
+        #: Commits that succeeded, and the records they held (for status and metrics).
+        self.commits = 0
+        self.records = 0
         self._closing = False
         self._abandon = False
         self._closed = False
@@ -118,6 +121,8 @@ class StoreWriter:
             raise StoreError(f"{self.store.describe()}: the store writer is closed")
         if self._inline:
             future.set_result(self.store.commit(batch))
+            self.commits += 1
+            self.records += len(batch)
             return future
         with self._cond:
             waiting = self._in_flight + len(self._pending)
@@ -235,9 +240,11 @@ class StoreWriter:
                 return
             with self._cond:
                 self._in_flight = 0
-            self._answer(waiting, result, None)
+            self.commits += 1
+            self.records += len(batch)
             if not self._available:
-                self._came_back()
+                self._came_back()  # first: the loop hears the store is back before the acks
+            self._answer(waiting, result, None)
             return
 
     def _went_down(self, exc: StoreUnavailable, batch: Batch) -> None:

@@ -83,6 +83,7 @@ async def test_everything_submitted_during_a_commit_becomes_the_next_single_comm
     store.gate.set()
     await asyncio.gather(first, *rest)
     assert store.commits == [2, 98]  # one transaction for the 49 batches that waited
+    assert (writer.commits, writer.records) == (2, 100)
     assert order == list(range(1, 50))  # resolved in submission order
     assert writer.pending == 0
     assert len(store.load_active()) == 50
