@@ -89,8 +89,7 @@ def writer_rate(store: Store, count: int) -> tuple[float, int]:
             batch = Batch()
             put_step(batch, f"run-{i % RUNS_IN_FLIGHT}", i // RUNS_IN_FLIGHT, now)
             futures.append(writer.submit(batch))
-            if i % 50 == 49:
-                await asyncio.sleep(0)  # let answers in, as a supervisor's loop would
+            await asyncio.sleep(0)  # one batch per loop turn, as the supervisor submits them
         await asyncio.gather(*futures)
         elapsed = time.perf_counter() - started
         commits = writer.commits
@@ -175,6 +174,17 @@ def redis_lifecycle(port: int) -> list[tuple[str, dict[str, int]]]:
     return found
 
 
+def _label(shape: str, k: int) -> str:
+    if k == 1:
+        return "1 step"
+    return f"{k} runs x 1 step" if shape == "runs" else f"1 run x {k} steps"
+
+
+def _shapes() -> list[tuple[str, int]]:
+    """(shape, k) of every side: for k = 1 the two shapes are the same batch."""
+    return [("runs", k) for k in SIZES] + [("steps", k) for k in SIZES if k > 1]
+
+
 def filesystem(path: str) -> str:
     try:
         out = subprocess.run(["df", "-T", path], capture_output=True, text=True, check=True).stdout.splitlines()[-1]
@@ -223,11 +233,10 @@ def main(argv: list[str] | None = None) -> int:
         ("redis AOF always", lambda tag: redis_side("always", tag)),
     ]
     for name, side in sides:
-        for shape in ("runs", "steps"):
-            for k in SIZES:
-                with side(f"{shape}-{k}") as store:
-                    commits, steps = commit_rate(store, shape, k, args.seconds)
-                rows.append((name, shape, k, commits, steps))
+        for shape, k in _shapes():
+            with side(f"{shape}-{k}") as store:
+                commits, steps = commit_rate(store, shape, k, args.seconds)
+            rows.append((name, shape, k, commits, steps))
         with side("writer") as store:
             steps_s, commits = writer_rate(store, 5000)
             writer_rows.append((name, steps_s, commits))
@@ -235,8 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| store | batch | commits/s | steps/s |")
     print("|---|---|---:|---:|")
     for name, shape, k, commits, steps in rows:
-        label = f"{k} runs x 1 step" if shape == "runs" else f"1 run x {k} steps"
-        print(f"| {name} | {label} | {commits:,.0f} | {steps:,.0f} |")
+        print(f"| {name} | {_label(shape, k)} | {commits:,.0f} | {steps:,.0f} |")
     print(f"\nStoreWriter, 5,000 single-step batches of {RUNS_IN_FLIGHT} runs submitted back to back (group commit):\n")
     print("| store | steps/s | commits | steps per commit |")
     print("|---|---:|---:|---:|")
@@ -249,12 +257,10 @@ def main(argv: list[str] | None = None) -> int:
     directory = os.path.join(root, "redis-traffic")
     os.mkdir(directory)
     with private_redis(directory, "everysec") as port:
-        for shape in ("runs", "steps"):
-            for k in SIZES:
-                t = redis_traffic(port, f"t-{shape}-{k}", shape, k, max(20, 2000 // k))
-                label = f"{k} runs x 1 step" if shape == "runs" else f"1 run x {k} steps"
-                names = ", ".join(f"{n} {c}" for n, c in sorted(t["by_name"].items()))  # type: ignore[attr-defined]
-                print(f"| {label} | {t['commands']:.2f} | {t['net_bytes']:,.0f} | {t['aof_bytes']:,.0f} | {names} |")
+        for shape, k in _shapes():
+            t = redis_traffic(port, f"t-{shape}-{k}", shape, k, max(20, 2000 // k))
+            names = ", ".join(f"{n} {c}" for n, c in sorted(t["by_name"].items()))  # type: ignore[attr-defined]
+            print(f"| {_label(shape, k)} | {t['commands']:.2f} | {t['net_bytes']:,.0f} | {t['aof_bytes']:,.0f} | {names} |")
         print()
         for what, calls in redis_lifecycle(port):
             print(f"- a run's {what}: {sum(calls.values())} commands ({', '.join(f'{n} {c}' for n, c in sorted(calls.items()))})")

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from coda.errors import StoreError
 from coda.protocol import ErrorInfo
 
 __all__ = [
@@ -272,8 +273,8 @@ class Store(abc.ABC):
     durable: ClassVar[bool] = True
 
     def __init__(self, *, retention: float) -> None:
-        if retention < 0:
-            raise ValueError(f"retention must be >= 0 seconds, got {retention}")
+        if not retention >= 0:
+            raise StoreError(f"retention must be >= 0 seconds, got {retention}")
         #: Seconds a finished run is kept after ``finished_at``.
         self.retention = retention
 

@@ -12,6 +12,7 @@ its name.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import msgpack
@@ -39,8 +40,20 @@ _STEP_FIELDS = 13
 _TIMER_FIELDS = 3
 
 
+_local = threading.local()
+
+
 def _pack(fields: Any) -> bytes:
-    return _V1 + msgpack.packb(fields, use_bin_type=True)  # type: ignore[no-any-return]
+    # One Packer per thread: msgpack.packb makes a new one per call, 3-4x the cost of a pack.
+    try:
+        packer = _local.packer
+    except AttributeError:
+        packer = _local.packer = msgpack.Packer(use_bin_type=True)
+    try:
+        return _V1 + packer.pack(fields)  # type: ignore[no-any-return]
+    except BaseException:
+        packer.reset()  # a failed pack may leave bytes behind in the packer's buffer
+        raise
 
 
 def _unpack(blob: bytes, what: str, count: int | None) -> Any:

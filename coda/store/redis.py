@@ -302,18 +302,21 @@ class RedisStore(Store):
         timers: list[TimerRecord] = []
         for name, blob in raw.items():
             kind = name[:2]
-            if name == b"r":
-                run = codec.decode_run(blob)
-            elif kind == b"m:":
-                memo[bytes.fromhex(name[2:].decode())] = codec.decode_value(blob)
-            elif kind in (b"s:", b"t:"):
-                attempt, _, seq = name[2:].partition(b":")
-                if kind == b"s:":
-                    steps.append(codec.decode_step(run_id, int(attempt), int(seq), blob))
+            try:
+                if name == b"r":
+                    run = codec.decode_run(blob)
+                elif kind == b"m:":
+                    memo[bytes.fromhex(name[2:].decode())] = codec.decode_value(blob)
+                elif kind in (b"s:", b"t:"):
+                    attempt, _, seq = name[2:].partition(b":")
+                    if kind == b"s:":
+                        steps.append(codec.decode_step(run_id, int(attempt), int(seq), blob))
+                    else:
+                        timers.append(codec.decode_timer(run_id, int(attempt), int(seq), blob))
                 else:
-                    timers.append(codec.decode_timer(run_id, int(attempt), int(seq), blob))
-            else:
-                raise StoreIncompatible(f"run {run_id!r} has a field {name!r} that Coda does not write")
+                    raise ValueError("Coda does not write it")
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise StoreIncompatible(f"run {run_id!r} has a field {name!r} that Coda did not write ({exc})") from None
         return run, memo, steps, timers
 
     def _loaded(self, run_id: str, raw: dict[bytes, bytes]) -> LoadedRun | None:

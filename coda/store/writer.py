@@ -116,9 +116,9 @@ class StoreWriter:
     def submit(self, batch: Batch) -> asyncio.Future[BatchResult]:
         """Queue ``batch`` for the next commit; the future resolves once it is committed.
         Raises :class:`StoreUnavailable` when ``max_pending`` records already wait."""
-        future: asyncio.Future[BatchResult] = self.loop.create_future()
         if self._closing:
             raise StoreError(f"{self.store.describe()}: the store writer is closed")
+        future: asyncio.Future[BatchResult] = self.loop.create_future()
         if self._inline:
             future.set_result(self.store.commit(batch))
             self.commits += 1

@@ -48,3 +48,9 @@ def test_bad_run_blobs_are_refused(blob: bytes, message: str) -> None:
 def test_a_bad_step_names_its_run_and_position() -> None:
     with pytest.raises(StoreIncompatible, match=r"step 2/9 of run 'r1' does not have the 13 fields"):
         codec.decode_step("r1", 2, 9, b"\x01" + msgpack.packb([1]))
+
+
+def test_a_value_that_cannot_be_encoded_leaves_the_next_encode_intact() -> None:
+    with pytest.raises(TypeError):
+        codec.encode_value({"ok": [1, 2], "bad": object()})
+    assert codec.decode_value(codec.encode_value({"ok": [1, 2]})) == {"ok": [1, 2]}

@@ -117,10 +117,13 @@ def test_a_prefix_that_only_shares_the_first_letters_is_not_foreign(redis_backen
 def test_a_field_coda_does_not_write_is_an_error_naming_the_store(redis_backend: Backend) -> None:
     store = redis_backend.open()
     store.commit(batch(run("r1")))
-    redis_backend.redis.hset(f"{redis_backend.prefix}:run:{{r1}}", "zz", b"1")
-    with pytest.raises(StoreIncompatible, match=r"field b'zz' that Coda does not write") as info:
-        store.load_run("r1")
-    assert store.describe() in str(info.value)
+    for field in ("zz", "m:not-hex", "s:1:x"):
+        redis_backend.redis.hset(f"{redis_backend.prefix}:run:{{r1}}", field, b"\x01\xc0")
+        with pytest.raises(StoreIncompatible, match=f"field b'{field}' that Coda did not write") as info:
+            store.load_run("r1")
+        assert store.describe() in str(info.value)
+        redis_backend.redis.hdel(f"{redis_backend.prefix}:run:{{r1}}", field)
+    assert store.load_run("r1") is not None
 
 
 def test_two_stores_open_one_new_prefix_at_once() -> None:

@@ -238,3 +238,28 @@ async def test_group_commit_on_a_real_sqlite_file_with_reads_beside_it(tmp_path:
     steps = await writer.steps("r1")
     assert [s.seq for s in steps] == list(range(200))
     await writer.close()
+
+
+async def test_a_sqlite_file_locked_by_another_process_is_an_outage_ridden_through(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    monkeypatch.setattr("coda.store.sqlite._BUSY_TIMEOUT_MS", 20)
+    path = tmp_path / "coda.db"
+    events: list[str] = []
+    writer = StoreWriter(open_store(f"sqlite://{path}"), asyncio.get_running_loop(), sweep_every=None,
+                         on_unavailable=lambda e: events.append(f"down: {e}"), on_available=lambda: events.append("up"))
+    await writer.submit(batch(run("r0")))
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # holds the write lock, as a stuck backup or a full disk would
+    futures = [writer.submit(batch(run(f"r{n}"), step(f"r{n}", 0))) for n in range(1, 30)]
+    await until(lambda: events, "the outage to be reported")
+    assert "database is locked" in events[0]
+    assert not any(f.done() for f in futures)
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    await asyncio.gather(*futures)
+    assert events[1:] == ["up"]
+    assert len(await writer.load_active()) == 30
+    await writer.close()
