@@ -23,7 +23,10 @@
     ├── TaskFailed                       a spawned task failed for good
     │   ├── TaskTimeout                  it ran past its timeout and its worker was replaced
     │   └── WorkerLost                   its worker died too many times while running it
-    └── WorkflowFailed                   a run ended failed (or cancelled)
+    ├── WorkflowFailed                   a run ended failed (or cancelled)
+    └── StoreError                       the run store cannot be used: bad URL, ...
+        ├── StoreUnavailable             it cannot be reached or written now (retried)
+        └── StoreIncompatible            it holds a newer schema, corrupt or foreign data
 
 Control-flow signals that a user's ``except Exception`` must not swallow derive from
 ``BaseException`` and live where they are raised (none is public yet).
@@ -58,6 +61,9 @@ __all__ = [
     "RunNotFound",
     "RunTimeout",
     "ShuttingDown",
+    "StoreError",
+    "StoreIncompatible",
+    "StoreUnavailable",
     "SupervisorUnavailable",
     "TaskFailed",
     "TaskTimeout",
@@ -170,6 +176,20 @@ class WorkflowFailed(CodaError):
         return f"workflow run {self.run_id!r} failed: {self.exc_type}: {self.message}"
 
 
+class StoreError(CodaError):
+    """The run store cannot be used (a bad ``--store`` URL, ...); the message names the store."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached or written now (connection lost, disk full); writes are
+    retried until it is back, and new runs are refused meanwhile."""
+
+
+class StoreIncompatible(StoreError):
+    """The store holds what this Coda must not touch: a newer schema version, a corrupt file,
+    or keys under the prefix that are not a Coda store. Nothing is reset."""
+
+
 # -- the wire vocabulary ------------------------------------------------------------------------
 
 
@@ -190,6 +210,7 @@ class ErrorKind(StrEnum):
     SHUTTING_DOWN = "shutting_down"
     AUTH = "auth"
     PROTOCOL = "protocol"
+    STORE_UNAVAILABLE = "store_unavailable"
 
 
 KIND_CLASSES: dict[ErrorKind, type[CodaError]] = {
@@ -205,6 +226,7 @@ KIND_CLASSES: dict[ErrorKind, type[CodaError]] = {
     ErrorKind.SHUTTING_DOWN: ShuttingDown,
     ErrorKind.AUTH: AuthenticationFailed,
     ErrorKind.PROTOCOL: ProtocolError,
+    ErrorKind.STORE_UNAVAILABLE: StoreUnavailable,
 }
 _CLASS_KINDS: dict[type[BaseException], ErrorKind] = {cls: kind for kind, cls in KIND_CLASSES.items()}
 

@@ -22,6 +22,8 @@ LOCAL_ONLY = {
     errors.RunTimeout,  # the client's own wait
     errors.BridgeError,  # startup, or a publish failure reported as the task's ERROR
     errors.CompatError,  # coda.compat, in the caller
+    errors.StoreError,  # a bad --store, at startup
+    errors.StoreIncompatible,  # refused at startup, never reset
 }
 
 
