@@ -49,6 +49,8 @@ _lock = threading.RLock()
 _installed = False
 _every_app = False
 _apps: weakref.WeakSet[Any] = weakref.WeakSet()
+# Functions coda.compat refused to swap: when Celery creates their tasks, they stay Celery's.
+_refused: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def _in_scope(app: Any) -> bool:
@@ -73,6 +75,7 @@ def _swap(fn: Any, options: dict[str, Any], app: Any, original: Callable[[Any], 
             exc,
             extra={"function": f"{fn.__module__}.{fn.__qualname__}"},
         )
+        _refused.add(fn)
         return original(fn)
 
 
@@ -109,7 +112,7 @@ def _on_created(app: Any, found: Any) -> None:
     if not _in_scope(app) or not _celery.is_decorated(found):
         return
     fn = _celery.task_function(found)[0]
-    if _celerys_own(fn):
+    if _celerys_own(fn) or fn in _refused:
         return
     definition = REGISTRY.tasks.get(found.name)
     if isinstance(definition, _task.CompatTask) and definition.made(found):

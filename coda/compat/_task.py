@@ -35,10 +35,10 @@ logger = logging.getLogger(__name__)
 # knows is only worth a debug line, since a typo is then as silent as under Celery.
 _CELERY_OPTIONS = frozenset(
     {
-        "autoretry_for", "base", "bind", "dont_autoretry_for", "exchange", "exchange_type", "filter",
-        "lazy", "name", "pydantic", "pydantic_context", "pydantic_dump_kwargs", "pydantic_strict",
-        "queue", "retry_backoff", "retry_backoff_max", "retry_jitter", "retry_kwargs", "routing_key",
-        "shared",
+        "autoretry_for", "base", "bind", "compression", "delivery_mode", "dont_autoretry_for", "exchange",
+        "exchange_type", "expires", "filter", "immediate", "lazy", "mandatory", "name", "priority", "pydantic",
+        "pydantic_context", "pydantic_dump_kwargs", "pydantic_strict", "queue", "retry_backoff",
+        "retry_backoff_max", "retry_jitter", "retry_kwargs", "routing_key", "shared",
     }
 )
 _CODA_OPTIONS = frozenset({"cache_key", "rollout"})
@@ -133,29 +133,27 @@ class CodaTaskMixin:
         found = REGISTRY.tasks.get(self.name)
         return found if isinstance(found, CompatTask) else None
 
-    def apply_async(
-        self,
-        args: Any = None,
-        kwargs: Any = None,
-        task_id: str | None = None,
-        producer: Any = None,
-        link: Any = None,
-        link_error: Any = None,
-        shadow: Any = None,
-        **options: Any,
-    ) -> Any:
+    def apply_async(self, *call_args: Any, **call_kwargs: Any) -> Any:
+        # Whatever is not Coda's to decide goes on to Celery exactly as it came: a class-level
+        # patch of ``celery.Task.apply_async`` (mock.patch.object, sentry-python) sees the call
+        # the caller made, as without coda.compat.
+        parts = dict(zip(_APPLY_ASYNC_PARAMETERS, call_args))
+        parts.update(call_kwargs)
+        args, kwargs, task_id = parts.get("args"), parts.get("kwargs"), parts.get("task_id")
+        options = {k: v for k, v in parts.items() if k not in _APPLY_ASYNC_PARAMETERS}
         if _request.capture_retry(self.name, task_id, args, kwargs, options):
             return self.AsyncResult(task_id)  # type: ignore[attr-defined]
         definition = self.__coda_task__
         if definition is not None:
-            routed = _rollout.route(
-                self, definition.rollout, args, kwargs, task_id, {**options, "link": link, "link_error": link_error}
-            )
+            options.update(link=parts.get("link"), link_error=parts.get("link_error"))
+            routed = _rollout.route(self, definition.rollout, args, kwargs, task_id, options)
             if routed is not None:
                 return routed
-        return super().apply_async(  # type: ignore[misc]
-            args, kwargs, task_id=task_id, producer=producer, link=link, link_error=link_error, shadow=shadow, **options
-        )
+        return super().apply_async(*call_args, **call_kwargs)  # type: ignore[misc]
+
+
+# ``celery.Task.apply_async``'s named parameters, in order (the rest is ``**options``).
+_APPLY_ASYNC_PARAMETERS = ("args", "kwargs", "task_id", "producer", "link", "link_error", "shadow")
 
 
 _mixed: dict[type, type] = {}
