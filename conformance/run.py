@@ -49,12 +49,15 @@ class Suite:
     swap_plugins: tuple[str, ...]
     timeout: int
     parallel: bool
+    args: tuple[str, ...] = ()
 
 
 SUITES = {
     "unit": Suite("unit", "t/unit/tasks", ("conformance.swap",), timeout=120, parallel=True),
     "integration": Suite(
-        "integration", "t/integration/test_canvas.py", ("conformance.supervisor",), timeout=300, parallel=False
+        "integration", "t/integration/test_canvas.py", ("conformance.supervisor",), timeout=300, parallel=False,
+        # Celery's fixtures (celery_parameters, ...) that its CI gets from the pytest-celery package.
+        args=("-p", "celery.contrib.pytest"),
     ),
 }
 
@@ -130,7 +133,7 @@ def _pytest(
 ) -> tuple[dict[str, Any], float]:
     argv = [
         sys.executable, "-m", "pytest", suite.target, "-q", "-p", "no:cacheprovider", "-p", "conformance.record",
-        "--timeout", str(suite.timeout), "-o", "console_output_style=classic",
+        "--timeout", str(suite.timeout), "-o", "console_output_style=classic", *suite.args,
     ]
     for plugin in plugins:
         argv += ["-p", plugin]

@@ -1,7 +1,11 @@
 """A pytest plugin for Celery's integration suite: a ``coda supervisor --celery-app ... -Q
 celery`` takes the place of the suite's embedded worker (the ``celery_session_worker``
 fixture), as a team replaces ``celery worker`` with it. The suite's own fixtures decide the
-app's configuration; the supervisor builds the same app (``conformance.integration_app``)."""
+app's configuration; the supervisor builds the same app (``conformance.integration_app``).
+
+The suite's conftest imports ``celery_session_worker`` from ``celery.contrib.pytest``, and a
+conftest's fixtures win over a plugin's; so this plugin, loaded first (``-p``), puts its fixture
+in that module, where the conftest then imports it from."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+import celery.contrib.pytest
 import pytest
 
 from coda.testing import SupervisorProcess
@@ -78,3 +83,6 @@ def celery_session_worker(
                 os.unlink(leftover)
             except OSError:
                 pass
+
+
+celery.contrib.pytest.celery_session_worker = celery_session_worker

@@ -7,9 +7,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 case " $* " in
   *" --integration "*|*" --all "*)
-    # The integration suite marks its flaky tests for reruns (its own requirement).
-    python3 -c "import pytest_rerunfailures" 2>/dev/null \
-      || python3 -m pip install -q --disable-pip-version-check 'pytest-rerunfailures>=14'
+    # What the integration suite needs besides Celery (from its requirements/test.txt): its
+    # tasks use pydantic, and it marks its flaky tests for reruns.
+    python3 -c "import pydantic, pytest_rerunfailures" 2>/dev/null \
+      || python3 -m pip install -q --disable-pip-version-check pydantic 'pytest-rerunfailures>=14'
     ;;
 esac
 exec python3 -m conformance.run "$@"
