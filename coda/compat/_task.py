@@ -73,6 +73,7 @@ class CompatTask(Task[..., Any]):
         self._call_signature = self._signature.replace(parameters=params[1:]) if bind else self._signature
         self._tracer: tuple[Any, Any] | None = None
         self._tracer_lock = threading.Lock()
+        self._mismatch_told = False
 
     def __repr__(self) -> str:
         return f"<coda.compat.task {self.name}>"
@@ -80,6 +81,15 @@ class CompatTask(Task[..., Any]):
     def celery_task(self) -> Any:
         """The task Celery registered (in the current app), with the Coda mixin."""
         found = self._resolve()
+        if found.name != self.name and not self._mismatch_told:
+            # An app whose gen_task_name differs from module + function: Coda cannot know it
+            # when the shared task is declared.
+            self._mismatch_told = True
+            logger.warning(
+                "coda.compat.name_mismatch: Celery names %s %r, Coda %r; pass name=",
+                self.qualified_function, found.name, self.name,
+                extra={"task_name": self.name, "celery_name": found.name},
+            )
         inject(found)
         return found
 

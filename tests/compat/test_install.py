@@ -206,3 +206,29 @@ def test_importing_coda_compat_patches_nothing() -> None:
     coda.compat.uninstall()
     assert celery.shared_task is _celery.ORIGINAL_SHARED_TASK and Celery.task is _celery.ORIGINAL_APP_TASK
     assert "coda.compat._install" in sys.modules and not coda.compat.installed()
+
+
+def test_a_celery_name_coda_could_not_know_is_told(caplog: pytest.LogCaptureFixture) -> None:
+    class Prefixed(Celery):  # type: ignore[misc]
+        def gen_task_name(self, name: str, module: str) -> str:
+            return f"prefixed.{module}.{name}"
+
+    renaming = Prefixed("coda_install_prefixed", set_as_current=False)
+    renaming.conf.update(broker_url="memory://", task_always_eager=True)
+    try:
+        renaming.set_current()
+
+        @coda.compat.task
+        def renamed() -> int:
+            return 5
+
+        definition = renamed.__coda_task__
+        assert definition.name == f"{__name__}.renamed"
+        with caplog.at_level(logging.WARNING, logger="coda.compat._task"):
+            found = definition.celery_task()
+            definition.celery_task()  # told once
+        assert found.name == f"prefixed.{__name__}.renamed"
+        [record] = [r for r in caplog.records if r.getMessage().startswith("coda.compat.name_mismatch")]
+        assert "pass name=" in record.getMessage()
+    finally:
+        renaming.close()
