@@ -110,8 +110,13 @@ class Task(Generic[P, R]):
         self.retry_delay = float(retry_delay)
         self.timeout = timeout
         self.is_async = inspect.iscoroutinefunction(fn)
-        self._signature = inspect.signature(fn)
         functools.update_wrapper(self, fn)
+
+    @functools.cached_property
+    def _signature(self) -> inspect.Signature:
+        # On first use: reading a signature costs more than the rest of a declaration, and
+        # test suites declare thousands of tasks that are never spawned.
+        return inspect.signature(self.fn)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.fn(*args, **kwargs)

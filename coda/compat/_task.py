@@ -11,6 +11,7 @@ workers use — routes and retries the same as the proxy.
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 import logging
 import threading
@@ -69,8 +70,6 @@ class CompatTask(Task[..., Any]):
         self.cache_key = cache_key
         self.rollout = rollout
         self._resolve = resolve
-        params = list(self._signature.parameters.values())
-        self._call_signature = self._signature.replace(parameters=params[1:]) if bind else self._signature
         self._tracer: tuple[Any, Any] | None = None
         self._tracer_lock = threading.Lock()
         self._mismatch_told = False
@@ -98,6 +97,12 @@ class CompatTask(Task[..., Any]):
         ``run`` wraps it)."""
         fn = _celery.task_function(found)[0]
         return fn is self.fn or getattr(fn, "__wrapped__", None) is self.fn
+
+    @functools.cached_property
+    def _call_signature(self) -> inspect.Signature:
+        """The signature a spawn's args bind to (without ``self`` under ``bind=True``)."""
+        params = list(self._signature.parameters.values())
+        return self._signature.replace(parameters=params[1:]) if self.bind else self._signature
 
     def check_args(self, args: dict[str, Any]) -> None:
         try:
@@ -205,10 +210,10 @@ def _on_finalize(app: Any) -> None:
 _celery.on_app_finalize(_on_finalize)
 
 
-def _inject_into_finalized(name: str, definition: CompatTask) -> None:
-    """Inject into the task ``name`` in every app finalized already (those finalized later are
-    handled by ``_on_finalize``). Nothing here evaluates a lazy task."""
-    for app in _celery.active_apps():
+def _inject_into_finalized(name: str, definition: CompatTask, apps: list[Any] | None = None) -> None:
+    """Inject into the task ``name`` in every app (of ``apps``) finalized already (those finalized
+    later are handled by ``_on_finalize``). Nothing here evaluates a lazy task."""
+    for app in _celery.active_apps() if apps is None else apps:
         if app.finalized:
             found = _celery.registered_tasks(app).get(name)
             if found is not None and definition.made(found):
@@ -355,7 +360,9 @@ def _decorate(fn: Callable[..., Any], options: dict[str, Any], app: Any = None) 
         timeout=timeout,
     )
     REGISTRY.add_task(definition)
-    _inject_into_finalized(name, definition)
+    # Celery creates a shared task in every finalized app at once, an @app.task only in its app
+    # (other apps create theirs when they finalize, where _on_finalize injects).
+    _inject_into_finalized(name, definition, None if app is None else [app])
     return CompatTaskProxy(created, definition)
 
 
