@@ -17,4 +17,4 @@ app.set_default()
 for _module in _setup["includes"]:
     app.loader.import_task_module(_module)
 for _class_task in _setup["class_tasks"]:
-    app.register_task(symbol_by_name(_class_task))
+    app.register_task(symbol_by_name(_class_task))  # type: ignore[no-untyped-call]
