@@ -9,14 +9,27 @@ from typing import Any
 
 import click
 
-from coda.client import Client
+import coda
+from coda.address import DEFAULT_ADDRESS
 from coda.errors import CodaError
 from coda.supervisor.cli import supervisor
 
 __all__ = ["main"]
 
+_RUN_STATES = ("pending", "running", "succeeded", "failed", "cancelled")
 
-@click.group()
+
+@click.group(epilog=f"""\b
+Environment of the processes that talk to a supervisor (each flag's own
+variable is shown in the command's --help):
+  CODA_URL                  supervisor address of clients, coda status and
+                            routed calls [default: {DEFAULT_ADDRESS}]
+  CODA_TOKEN                token they present
+  CODA_COMPAT_ROLLOUT       share of each compat task's delay() calls that
+                            run on Coda, e.g. "app.tasks.save=0.5,*=0"
+  CODA_COMPAT_ROLLOUT_SEED  seed of those decisions (tests)
+""")
+@click.version_option(coda.__version__, "-V", "--version", prog_name="coda", message="%(prog)s %(version)s")
 def main() -> None:
     """Coda: workflows with memoized tasks, next to your Celery workers."""
 
@@ -25,14 +38,16 @@ main.add_command(supervisor)
 
 
 @main.command()
-@click.option("--url", default=None, help="Supervisor address [default: $CODA_URL or 127.0.0.1:42069].")
-@click.option("--token", default=None, help="Token, if the supervisor requires one [env: CODA_TOKEN].")
+@click.option("--url", envvar="CODA_URL", show_envvar=True, default=DEFAULT_ADDRESS, show_default=True,
+              help="Supervisor address (host:port).")
+@click.option("--token", envvar="CODA_TOKEN", show_envvar=True, default=None,
+              help="Token, if the supervisor requires one.")
 @click.option("--json", "as_json", is_flag=True, help="Print the raw status as JSON.")
-def status(url: str | None, token: str | None, as_json: bool) -> None:
-    """Print the workers, runs and queues of a running supervisor."""
+def status(url: str, token: str | None, as_json: bool) -> None:
+    """Print the workers, runs by state and queue depths of a running supervisor."""
 
     async def fetch() -> dict[str, Any]:
-        async with Client(url, token=token, connect_timeout=5) as client:
+        async with coda.Client(url, token=token, connect_timeout=5) as client:
             return await client.supervisor_status()
 
     try:
@@ -43,15 +58,33 @@ def status(url: str | None, token: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(info, indent=2, sort_keys=True))
         return
-    click.echo(f"workers ({len(info['workers'])}):")
+    click.echo(render_status(url, info))
+
+
+def render_status(url: str, info: dict[str, Any]) -> str:
+    """What ``coda status`` prints for a supervisor's status reply."""
+    lines = [f"supervisor {url}" + ("  (draining: takes no new runs)" if info.get("draining") else "")]
+    lines.append(f"workers ({len(info['workers'])}):")
     for w in info["workers"]:
-        click.echo(
-            f"  slot {w['slot']}  pid {w['pid']}  tasks {w['running_tasks']}/{w['capacity']}  "
-            f"workflows {w['running_workflows']}  up {w['uptime']:.0f}s"
-        )
+        lines.append(f"  pid {w['pid']:<7}  tasks {w['running_tasks']}/{w['capacity']}  "
+                     f"workflows {w['running_workflows']}  up {_duration(w['uptime'])}")
     runs = info["runs"]
-    click.echo("runs: " + (", ".join(f"{k} {v}" for k, v in sorted(runs.items())) or "none"))
-    queues = info["queues"]
-    click.echo("queues: " + ", ".join(f"{k} {v}" for k, v in queues.items()))
-    if info.get("draining"):
-        click.echo("draining: yes")
+    states = [s for s in _RUN_STATES if s in runs] + sorted(set(runs) - set(_RUN_STATES))
+    lines.append("runs: " + (", ".join(f"{runs[s]} {s}" for s in states) or "none"))
+    q = info["queues"]
+    lines.append(f"queued: {q['tasks_waiting']} tasks waiting for a worker, {q['tasks_retrying']} waiting to retry, "
+                 f"{q['workflows_waiting']} workflows waiting, {q['runs_rerunning']} runs waiting to rerun")
+    if info.get("bridge") is not None:
+        lines.append(f"celery bridge: {info['bridge']['running_tasks']} tasks on Celery workers")
+    if info.get("celery_queues"):
+        lines.append("taking over celery queues: " + ", ".join(info["celery_queues"]))
+    return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"

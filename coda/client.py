@@ -16,12 +16,21 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from coda import errors
 from coda import protocol as p
-from coda.data import check_data
 from coda.address import DEFAULT_ADDRESS, parse_address
-from coda.errors import CodaError, ProtocolError, RunTimeout, SupervisorUnavailable, WorkflowFailed
-from coda.framing import DEFAULT_MAX_FRAME, FrameDecoder, encode_frame
+from coda.data import check_data
+from coda.errors import (
+    CodaError,
+    DataError,
+    ErrorKind,
+    ProtocolError,
+    RunTimeout,
+    SupervisorUnavailable,
+    WorkflowFailed,
+    from_wire,
+    refusal,
+)
+from coda.framing import DEFAULT_MAX_FRAME, FrameStream, encode_frame
 from coda.registry import Workflow
 
 
@@ -46,45 +55,27 @@ class RunStatus:
     error: dict[str, str] | None
 
 
-def _error_from(info: p.ErrorInfo) -> CodaError:
-    """The local exception for an error the supervisor answered with."""
-    name = info.exc_type.rpartition(".")[2]
-    cls = getattr(errors, name, None)
-    if isinstance(cls, type) and issubclass(cls, CodaError) and cls not in (errors.TaskFailed, WorkflowFailed):
-        return cls(info.message)
-    return CodaError(f"{info.exc_type}: {info.message}")
-
-
 def _workflow_name(workflow: Any, args: dict[str, Any]) -> str:
     if isinstance(workflow, Workflow):
         workflow.check_args(args)
         return workflow.name
     if isinstance(workflow, str):
         return workflow
-    raise TypeError(f"a workflow is a @coda.workflow or its name, not {workflow!r}")
+    raise DataError(f"a workflow is a @coda.workflow or its name, not {workflow!r}")
 
 
-class _Protocol(asyncio.Protocol):
+class _Protocol(FrameStream):
     def __init__(self, client: Client, max_frame: int) -> None:
+        super().__init__(max_frame)
         self.client = client
-        self.decoder = FrameDecoder(max_frame)
-        self.transport: asyncio.Transport | None = None
         self.lost: BaseException | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+    def message_received(self, msg: p.Message) -> None:
+        self.client._received(msg)
 
-    def data_received(self, data: bytes) -> None:
-        try:
-            messages = self.decoder.feed(data)
-        except ProtocolError as exc:
-            self.lost = exc
-            assert self.transport is not None
-            self.transport.close()
-            return
-        for msg in messages:
-            self.client._received(msg)
+    def frame_error(self, exc: ProtocolError) -> None:
+        self.lost = exc
+        super().frame_error(exc)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.client._lost(self, self.lost or exc)
@@ -174,7 +165,7 @@ class Client:
             self._pending.pop(0, None)
         if type(reply) is p.ErrorReply:
             protocol.transport.close()
-            raise _error_from(reply.error)
+            raise from_wire(reply.error)
         return protocol
 
     def _received(self, msg: p.Message) -> None:
@@ -217,7 +208,7 @@ class Client:
     async def _reply(waiter: asyncio.Future[p.Message]) -> p.Message:
         reply = await waiter
         if type(reply) is p.ErrorReply:
-            raise _error_from(reply.error)
+            raise from_wire(reply.error)
         return reply
 
     async def _request(self, make: Any) -> p.Message:
@@ -241,11 +232,11 @@ class Client:
     def _prepare(workflow: Any, args: dict[str, Any] | None, run_id: str | None) -> tuple[str, dict[str, Any]]:
         args = {} if args is None else args
         if type(args) is not dict:
-            raise TypeError(f"args must be a dict of keyword arguments, got {type(args).__name__}")
+            raise DataError(f"args must be a dict of keyword arguments, got {type(args).__name__}")
         check_data(args, "args")
         name = _workflow_name(workflow, args)
         if run_id is not None and (not isinstance(run_id, str) or not run_id or "/" in run_id):
-            raise TypeError(f"run_id must be a non-empty str without '/', got {run_id!r}")
+            raise DataError(f"run_id must be a non-empty str without '/', got {run_id!r}")
         return name, args
 
     async def start(self, workflow: Any, args: dict[str, Any] | None = None, *, run_id: str | None = None) -> RunHandle:
@@ -269,7 +260,7 @@ class Client:
         assert type(reply) is p.RunFinished
         if reply.state == "succeeded":
             return reply.value
-        error = reply.error or p.ErrorInfo("coda.errors.WorkflowFailed", reply.state)
+        error = reply.error or refusal(ErrorKind.WORKFLOW_FAILED, reply.state)
         raise WorkflowFailed(run_id, error.exc_type, error.message, error.traceback)
 
     async def run(self, workflow: Any, args: dict[str, Any] | None = None, *, run_id: str | None = None,
@@ -343,7 +334,16 @@ class SyncClient:
         if self._loop.is_closed():
             coro.close()
             raise CodaError("this SyncClient is closed")
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return future.result()
+        except (CodaError, TypeError) as exc:
+            # The caller's error (unreachable supervisor, failed run, bad args): its traceback
+            # would be the loop thread's and concurrent.futures' frames, not the caller's.
+            raise exc.with_traceback(None) from exc.__cause__
+        except BaseException:
+            future.cancel()  # Ctrl-C while waiting: stop the request in the loop thread too
+            raise
 
     def start(self, workflow: Any, args: dict[str, Any] | None = None, *, run_id: str | None = None) -> SyncRunHandle:
         return SyncRunHandle(self, self._call(self._client.start(workflow, args, run_id=run_id)))

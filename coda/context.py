@@ -14,8 +14,8 @@ from contextvars import ContextVar
 from typing import Any, Generic, Protocol, TypeVar
 
 from coda.data import check_data
-from coda.errors import NotInWorkflow
-from coda.registry import REGISTRY, Workflow, task_name_of
+from coda.errors import DataError, NotInWorkflow
+from coda.registry import REGISTRY, Task, Workflow, task_name_of
 
 __all__ = ["Handle", "WorkflowRuntime", "spawn_task", "spawn_workflow"]
 
@@ -65,18 +65,13 @@ def spawn_task(task: Any, args: dict[str, Any] | None = None, cache_key: list[An
     """Run ``task`` with keyword ``args`` on a worker; with ``cache_key``, memoize its result
     within this run, so a rerun (or a concurrent spawn of the same key) does not run it again."""
     runtime = _runtime("spawn_task")
-    name, local = task_name_of(task)
-    args = {} if args is None else args
-    if type(args) is not dict:
-        raise TypeError(f"task {name!r}: args must be a dict of keyword arguments, got {type(args).__name__}")
-    check_data(args, "args")
-    if local is not None:
-        local.check_args(args)
-        if cache_key is None:
-            cache_key = local.default_cache_key(args)
+    name, definition = task_name_of(task)
+    args = _checked_args("task", name, args, definition)
+    if definition is not None and cache_key is None:
+        cache_key = definition.default_cache_key(args)
     if cache_key is not None:
         if type(cache_key) is not list:
-            raise TypeError(f"task {name!r}: cache_key must be a list, got {type(cache_key).__name__}")
+            raise DataError(f"task {name!r}: cache_key must be a list, got {type(cache_key).__name__}")
         check_data(cache_key, "cache_key")
     return Handle(name, runtime.spawn("task", name, args, cache_key))
 
@@ -86,20 +81,28 @@ def spawn_workflow(workflow: Any, args: dict[str, Any] | None = None) -> Handle[
     The child's run id derives from this run's id and the child's name and args, so a rerun
     of this workflow finds the same child (and its memo) again."""
     runtime = _runtime("spawn_workflow")
-    local: Workflow[Any, Any] | None
+    definition: Workflow[Any, Any] | None
     if isinstance(workflow, Workflow):
-        name, local = workflow.name, workflow
+        name, definition = workflow.name, workflow
     elif isinstance(workflow, str):
-        name, local = workflow, REGISTRY.workflows.get(workflow)
+        name, definition = workflow, REGISTRY.workflows.get(workflow)
     else:
-        raise TypeError(f"spawn_workflow needs a @coda.workflow or its name, not {workflow!r}")
+        raise DataError(f"spawn_workflow needs a @coda.workflow or its name, not {workflow!r}")
+    args = _checked_args("workflow", name, args, definition)
+    return Handle(name, runtime.spawn("workflow", name, args, None))
+
+
+def _checked_args(kind: str, name: str, args: dict[str, Any] | None,
+                  definition: Task[Any, Any] | Workflow[Any, Any] | None) -> dict[str, Any]:
+    """``args`` (``{}`` for None) once they are a dict of data that fits the definition, when
+    this process knows it; else DataError naming the task or workflow and the argument."""
     args = {} if args is None else args
     if type(args) is not dict:
-        raise TypeError(f"workflow {name!r}: args must be a dict, got {type(args).__name__}")
+        raise DataError(f"{kind} {name!r}: args must be a dict of keyword arguments, got {type(args).__name__}")
     check_data(args, "args")
-    if local is not None:
-        local.check_args(args)
-    return Handle(name, runtime.spawn("workflow", name, args, None))
+    if definition is not None:
+        definition.check_args(args)
+    return args
 
 
 def __getattr__(name: str) -> Any:

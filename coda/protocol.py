@@ -2,24 +2,30 @@
 
 No I/O here; :mod:`coda.framing` turns these into bytes. Each message has a small integer
 ``TAG`` and travels as ``[TAG, field, field, ...]`` in declaration order. Nested structs
-(:class:`ErrorInfo`, :class:`TaskSpec`, :class:`WorkflowSpec`) travel as lists of their fields.
+(:class:`~coda.errors.ErrorInfo`, :class:`TaskSpec`, :class:`WorkflowSpec`) travel as lists of
+their fields. Messages that never leave the supervisor process are in :mod:`coda.inprocess`.
 
 Worker ⇄ supervisor (over a socketpair the supervisor made)::
 
-    worker → WorkerHello, SpawnTask, SpawnWorkflow, TaskSucceeded, TaskFailed,
-             WorkflowSucceeded, WorkflowFailed
-    supervisor → Welcome, ExecuteTask, ExecuteWorkflow, SpawnSucceeded, SpawnFailed, CancelExecution
+    worker → WorkerHello, SpawnTask, SpawnWorkflow, TaskReturned, TaskRaised,
+             WorkflowReturned, WorkflowRaised                                  (WorkerMessage)
+    supervisor → Welcome, ExecuteTask, ExecuteWorkflow, SpawnSucceeded, SpawnFailed,
+                 CancelExecution                                               (ToWorker)
 
 Client ⇄ supervisor (TCP, loopback by default)::
 
-    client → ClientHello, StartRun, AwaitRun, GetRunStatus, RerunRun, CancelRun, GetSupervisorStatus
-    supervisor → Welcome, RunStarted, RunFinished, StatusReply, Ack, ErrorReply
+    client → ClientHello, StartRun, AwaitRun, GetRunStatus, RerunRun, CancelRun,
+             GetSupervisorStatus                                               (ClientMessage)
+    supervisor → Welcome, RunStarted, RunFinished, StatusReply, Ack, ErrorReply (ToClient)
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeAlias, TypeVar
+
+from coda.errors import ErrorInfo
 
 __all__ = [
     "Ack",
@@ -27,6 +33,7 @@ __all__ = [
     "CancelExecution",
     "CancelRun",
     "ClientHello",
+    "ClientMessage",
     "ErrorInfo",
     "ErrorReply",
     "ExecuteTask",
@@ -45,17 +52,22 @@ __all__ = [
     "SpawnWorkflow",
     "StartRun",
     "StatusReply",
-    "TaskFailed",
+    "TaskRaised",
+    "TaskReturned",
     "TaskSpec",
-    "TaskSucceeded",
+    "ToClient",
+    "ToWorker",
     "Welcome",
     "WorkerHello",
-    "WorkflowFailed",
+    "WorkerMessage",
+    "WorkflowRaised",
+    "WorkflowReturned",
     "WorkflowSpec",
-    "WorkflowSucceeded",
 ]
 
-PROTOCOL_VERSION = 1
+# 2: error kinds of coda.errors.ErrorKind; TaskReturned/TaskRaised name a task the worker
+# started itself by its spawn's request id.
+PROTOCOL_VERSION = 2
 
 
 class Message:
@@ -69,7 +81,7 @@ MESSAGES: dict[int, type[Message]] = {}
 _M = TypeVar("_M", bound=type[Message])
 
 
-def _tag(tag: int) -> Any:
+def _tag(tag: int) -> Callable[[_M], _M]:
     def register(cls: _M) -> _M:
         assert tag not in MESSAGES, f"duplicate tag {tag}"
         cls.TAG = tag
@@ -79,19 +91,7 @@ def _tag(tag: int) -> Any:
     return register
 
 
-# -- nested structs ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ErrorInfo:
-    """A failure as it crosses the wire. ``kind`` tells the supervisor's reason apart from the
-    user's: ``error`` (the code raised), ``timeout``, ``worker_lost``, ``unknown_name``,
-    ``cancelled``, ``invalid`` (bad request), ``shutting_down``, ``not_found``, ``auth``."""
-
-    exc_type: str
-    message: str
-    traceback: str = ""
-    kind: str = "error"
+# -- nested structs ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,9 +133,9 @@ class WorkerHello(Message):
 class SpawnTask(Message):
     """A workflow execution asks for a task's result; answered by SpawnSucceeded/SpawnFailed.
     ``seq`` numbers the spawns of one execution, so a workflow re-executed after its worker
-    died finds what it spawned before (replay within one attempt). ``local``: the worker has
-    already started the task itself (no cache key, not replaying, a free slot); it reports it
-    as execution ``-request_id``."""
+    died finds what it spawned before (replay within one attempt). ``started``: the worker has
+    already started the task itself, beside the workflow (no cache key, not replaying, a free
+    slot); it reports the outcome under this ``request_id``."""
 
     request_id: int
     run_id: str
@@ -143,7 +143,7 @@ class SpawnTask(Message):
     args: dict[str, Any]
     cache_key: list[Any] | None
     seq: int
-    local: bool = False
+    started: bool = False
 
 
 @_tag(3)
@@ -159,32 +159,39 @@ class SpawnWorkflow(Message):
 
 @_tag(4)
 @dataclass(frozen=True, slots=True)
-class TaskSucceeded(Message):
-    exec_id: int
+class TaskReturned(Message):
+    """A task execution returned ``value``. ``exec_id`` names an execution the supervisor placed;
+    a task the worker started itself (``SpawnTask.started``) has none and is named by its
+    spawn's ``request_id`` instead."""
+
+    exec_id: int | None
     value: Any
+    request_id: int | None = None
 
 
 @_tag(5)
 @dataclass(frozen=True, slots=True)
-class TaskFailed(Message):
+class TaskRaised(Message):
     """A task execution raised. ``retry_in`` is the delay before the next attempt, decided by
-    the task's own policy in the worker, or ``None`` when the failure is final."""
+    the task's own policy in the worker, or ``None`` when the failure is final. ``exec_id`` and
+    ``request_id`` as in :class:`TaskReturned`."""
 
-    exec_id: int
+    exec_id: int | None
     error: ErrorInfo
     retry_in: float | None
+    request_id: int | None = None
 
 
 @_tag(6)
 @dataclass(frozen=True, slots=True)
-class WorkflowSucceeded(Message):
+class WorkflowReturned(Message):
     exec_id: int
     value: Any
 
 
 @_tag(7)
 @dataclass(frozen=True, slots=True)
-class WorkflowFailed(Message):
+class WorkflowRaised(Message):
     exec_id: int
     error: ErrorInfo
 
@@ -203,7 +210,7 @@ class Welcome(Message):
 @_tag(21)
 @dataclass(frozen=True, slots=True)
 class ExecuteTask(Message):
-    """Run a task. ``local_request`` is the request id of the spawn, by a workflow on this same
+    """Run a task. ``awaited_by`` is the request id of the spawn, by a workflow on this same
     worker, that awaits the result: the worker answers it itself as soon as the task succeeds
     or fails for good (the supervisor then does not), which saves two hops per step."""
 
@@ -212,7 +219,7 @@ class ExecuteTask(Message):
     task: str
     args: dict[str, Any]
     attempt: int
-    local_request: int | None = None
+    awaited_by: int | None = None
 
 
 @_tag(22)
@@ -353,3 +360,13 @@ class Ack(Message):
 class ErrorReply(Message):
     request_id: int
     error: ErrorInfo
+
+
+# -- by direction -----------------------------------------------------------------------------
+
+WorkerMessage: TypeAlias = (
+    WorkerHello | SpawnTask | SpawnWorkflow | TaskReturned | TaskRaised | WorkflowReturned | WorkflowRaised
+)
+ToWorker: TypeAlias = Welcome | ExecuteTask | ExecuteWorkflow | SpawnSucceeded | SpawnFailed | CancelExecution
+ClientMessage: TypeAlias = ClientHello | StartRun | AwaitRun | GetRunStatus | RerunRun | CancelRun | GetSupervisorStatus
+ToClient: TypeAlias = Welcome | RunStarted | RunFinished | StatusReply | Ack | ErrorReply

@@ -222,10 +222,9 @@ class Registry:
         earlier, replaced = old.qualified_function, weakref.ref(old)
         del old
         if replaced() is not None:
+            # Both still live: the name now runs the latter; one of them wants another name=.
             logger.warning(
-                "coda.registry.name_replaced: %s name %r was declared by %s and again by %s while "
-                "both are live; the name now runs the latter. Give one of them another name=",
-                kind, definition.name, earlier, definition.qualified_function,
+                "coda.registry.name_replaced",
                 extra={"kind": kind, "task_name": definition.name, "earlier": earlier, "now": definition.qualified_function},
             )
 

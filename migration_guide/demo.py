@@ -24,7 +24,7 @@ from contextlib import ExitStack, contextmanager
 from typing import Any
 
 STEP = "migration_guide.examples.step3"
-STAGES = ("preprocess", "symbolicate", "process", "save", "dropped")
+STAGES = ("preprocess", "symbolicate", "process", "save")
 PLATFORMS = ("python", "native", "cocoa", "javascript", "go")
 
 
@@ -59,23 +59,19 @@ def _check_broker(url: str) -> str | None:
     return None
 
 
-def _counts(calls_path: str) -> dict[str, int]:
-    counts = dict.fromkeys(STAGES, 0)
-    if os.path.exists(calls_path):
-        with open(calls_path) as f:
-            for line in f:
-                stage = line.split()[0]
-                if stage in counts:
-                    counts[stage] += 1
-    return counts
+def _calls() -> dict[str, int]:
+    """Calls so far per stage (each stage records its calls in the events database)."""
+    from migration_guide.examples import domain
+
+    return {stage: domain.count_calls(stage) for stage in STAGES}
 
 
-def _progress(counts: dict[str, int], done: int, total: int) -> str:
-    stages = "  ".join(f"{stage} {counts[stage]:>4}" for stage in STAGES)
-    return f"runs {done:>4}/{total}  |  {stages}"
+def _progress(calls: dict[str, int], done: int, total: int) -> str:
+    stages = "  ".join(f"{stage} {calls[stage]:>4}" for stage in STAGES)
+    return f"runs {done:>4}/{total}  |  calls: {stages}"
 
 
-async def _feed(address: str, batch: list[dict[str, Any] | None], calls_path: str, tty: bool) -> dict[str, Any]:
+async def _feed(address: str, batch: list[dict[str, Any] | None], tty: bool) -> dict[str, Any]:
     import coda
 
     started = time.perf_counter()
@@ -87,11 +83,10 @@ async def _feed(address: str, batch: list[dict[str, Any] | None], calls_path: st
                                               {"event": event, "event_id": event_id, "project_id": 1},
                                               run_id=f"demo-{event_id}"))
         pending = {asyncio.ensure_future(h.result(timeout=300)) for h in handles}
-        unique = len({h.run_id for h in handles})
         last = ""
         while pending:
             _, pending = await asyncio.wait(pending, timeout=0.25)
-            line = _progress(_counts(calls_path), len(handles) - len(pending), len(handles))
+            line = _progress(_calls(), len(handles) - len(pending), len(handles))
             if tty:
                 print("\r" + line, end="", flush=True)
             elif line != last:
@@ -99,19 +94,37 @@ async def _feed(address: str, batch: list[dict[str, Any] | None], calls_path: st
             last = line
         if tty:
             print()
-        statuses = [await client.status(h.run_id) for h in handles]
+        statuses = {h.run_id: await client.status(h.run_id) for h in handles}
     wall = time.perf_counter() - started
     return {
         "events": len(batch),
-        "runs": unique,
-        "saved": sum(1 for s in {s.run_id: s for s in statuses}.values() if s.state == "succeeded"),
-        "reruns": sum(1 for s in {s.run_id: s for s in statuses}.values() if s.attempt > 1),
-        "memo_hits": sum(s.tasks["memo_hits"] for s in {s.run_id: s for s in statuses}.values()),
+        "runs": len(statuses),
+        "reruns": sum(1 for s in statuses.values() if s.attempt > 1),
+        "memo_hits": sum(s.tasks["memo_hits"] for s in statuses.values()),
         "wall": wall,
     }
 
 
-def _summary(result: dict[str, Any], counts: dict[str, int], broker: str) -> str:
+def _where(pid: int, ppid: int, places: dict[int, str]) -> str:
+    return places.get(pid) or places.get(ppid) or f"pid {pid}"
+
+
+def stages(places: dict[int, str]) -> list[tuple[str, str, int, int]]:
+    """Per stage: where it ran, for how many events (its first call for each), and how many
+    calls came on top (retries). ``places`` names the processes: the Celery worker's pid and
+    the supervisor's, whose children are the Coda workers."""
+    from migration_guide.examples import domain
+
+    rows = []
+    for stage in STAGES:
+        calls = domain.calls(stage)
+        where = sorted({_where(pid, ppid, places) for _, pid, ppid in calls})
+        events = len({event_id for event_id, _, _ in calls})
+        rows.append((stage, " + ".join(where) or "-", events, len(calls) - events))
+    return rows
+
+
+def _summary(result: dict[str, Any], broker: str, places: dict[int, str]) -> str:
     from migration_guide.examples import domain
 
     rows = [
@@ -119,13 +132,22 @@ def _summary(result: dict[str, Any], counts: dict[str, int], broker: str) -> str
         ("events fed", result["events"]),
         ("workflow runs (duplicates share one)", result["runs"]),
         ("events stored", len(domain.saved_events())),
-        *((f"tasks run: {stage}", counts[stage]) for stage in STAGES),
+        ("events dropped (payload missing)", domain.count_calls("dropped")),
         ("runs that failed and reran by themselves", result["reruns"]),
         ("memo hits on those reruns (steps not run again)", result["memo_hits"]),
         ("wall time", f"{result['wall']:.2f}s"),
     ]
     width = max(len(k) for k, _ in rows)
-    return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
+    lines = [f"  {k:<{width}}  {v}" for k, v in rows]
+    table = [("stage", "ran on", "runs", "retries"), *((s, w, str(e), str(r)) for s, w, e, r in stages(places))]
+    widths = [max(len(row[i]) for row in table) for i in range(4)]
+    lines.append("")
+    for row in table:
+        lines.append(f"  {row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:>{widths[2]}}  {row[3]:>{widths[3]}}")
+    lines.append("  runs: events a stage ran for; retries: its further calls for the same events (symbolicate")
+    lines.append("  retried by Celery while the symbolicator was down; process again in a run that reran,")
+    lines.append("  the stages before it taken from the memo)")
+    return "\n".join(lines)
 
 
 @contextmanager
@@ -134,7 +156,6 @@ def _environment(folder: str, broker: str) -> Iterator[dict[str, str]]:
         "PIPELINE_BROKER_URL": broker,
         "PIPELINE_BROKER_DIR": os.path.join(folder, "broker"),
         "PIPELINE_DB": os.path.join(folder, "events.sqlite3"),
-        "PIPELINE_CALLS": os.path.join(folder, "calls.log"),
         "PIPELINE_QUEUE_PREFIX": f"demo-{os.getpid()}.",
     }
     os.makedirs(env["PIPELINE_BROKER_DIR"], exist_ok=True)
@@ -164,29 +185,31 @@ def main(argv: list[str] | None = None) -> int:
             return 2
 
     from coda.errors import CodaError
-    from coda.testing import CeleryWorkerProcess, SupervisorProcess
+    from coda.supervisor.launcher import CeleryWorkerProcess, SupervisorProcess
 
     with tempfile.TemporaryDirectory(prefix="coda-demo-") as folder, _environment(folder, broker) as env, ExitStack() as stack:
         prefix = env["PIPELINE_QUEUE_PREFIX"]
         queues = [f"{prefix}events.symbolicate_event", f"{prefix}events.save_event"]
         try:
             print(f"starting a stock celery worker for the legacy stages (broker {broker}) ...", flush=True)
-            stack.enter_context(CeleryWorkerProcess(f"{STEP}.celery_app", queues, concurrency=2, env=env,
-                                                    args=["-I", f"{STEP}.legacy"]))
+            celery = stack.enter_context(CeleryWorkerProcess(f"{STEP}.celery_app", queues, concurrency=2, env=env,
+                                                             args=["-I", f"{STEP}.legacy"]))
             print("starting coda supervisor with 2 workers ...", flush=True)
             supervisor = stack.enter_context(SupervisorProcess(
                 [f"{STEP}.workflows"], workers=2, env=env, args=["--celery-app", f"{STEP}.celery_app:app"]))
             batch = make_events(args.events)
             print(f"feeding {len(batch)} events to the workflow at {supervisor.address}", flush=True)
-            result = asyncio.run(_feed(supervisor.address, batch, env["PIPELINE_CALLS"], sys.stdout.isatty()))
+            result = asyncio.run(_feed(supervisor.address, batch, sys.stdout.isatty()))
         except KeyboardInterrupt:
             print("\ndemo: interrupted; stopping every process it started", file=sys.stderr)
             return 130
         except (RuntimeError, CodaError) as exc:
             print(f"demo: {exc}", file=sys.stderr)
             return 1
+        assert celery.proc is not None and supervisor.proc is not None
+        places = {celery.proc.pid: "celery worker", supervisor.proc.pid: "coda workers"}
         print("\nsummary")
-        print(_summary(result, _counts(env["PIPELINE_CALLS"]), broker))
+        print(_summary(result, broker, places))
     return 0
 
 

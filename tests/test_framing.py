@@ -6,23 +6,25 @@ import msgpack
 import pytest
 
 from coda import protocol as p
-from coda.errors import ProtocolError
+from coda.errors import ErrorKind, ProtocolError
 from coda.framing import FrameDecoder, decode_message, encode_frame, encode_message
 
 SAMPLES: list[p.Message] = [
     p.WorkerHello(1, 42, (p.TaskSpec("t", 1.5, 2, 0.5, True),), (p.WorkflowSpec("w", 1, 0.0),)),
     p.SpawnTask(1, "run", "t", {"a": [1, 2.5, None, b"\x00", {"b": True}]}, ["k", 1], 3),
+    p.SpawnTask(2, "run", "t", {}, None, 4, True),
     p.SpawnWorkflow(2, "run", "w", {}),
-    p.TaskSucceeded(3, {"x": "y"}),
-    p.TaskFailed(4, p.ErrorInfo("ValueError", "boom", "tb", "error"), 1.5),
-    p.TaskFailed(4, p.ErrorInfo("ValueError", "boom"), None),
-    p.WorkflowSucceeded(5, None),
-    p.WorkflowFailed(6, p.ErrorInfo("E", "m")),
+    p.TaskReturned(3, {"x": "y"}),
+    p.TaskReturned(None, 1, 7),
+    p.TaskRaised(4, p.ErrorInfo("ValueError", "boom", "tb", ErrorKind.ERROR), 1.5),
+    p.TaskRaised(None, p.ErrorInfo("ValueError", "boom"), None, 8),
+    p.WorkflowReturned(5, None),
+    p.WorkflowRaised(6, p.ErrorInfo("E", "m")),
     p.Welcome(1),
     p.ExecuteTask(7, "run", "t", {"a": 1}, 2),
     p.ExecuteWorkflow(8, "run", "w", {}, 1),
     p.SpawnSucceeded(9, [1]),
-    p.SpawnFailed(10, "t", p.ErrorInfo("E", "m", "", "timeout")),
+    p.SpawnFailed(10, "t", p.ErrorInfo("E", "m", "", ErrorKind.TIMEOUT)),
     p.CancelExecution(11),
     p.ClientHello(1, None),
     p.StartRun(12, "w", {"a": 1}, "rid"),
@@ -36,7 +38,7 @@ SAMPLES: list[p.Message] = [
     p.RunFinished(19, "rid", "succeeded", 3, None),
     p.StatusReply(20, {"a": 1}),
     p.Ack(21),
-    p.ErrorReply(22, p.ErrorInfo("E", "m", "", "auth")),
+    p.ErrorReply(22, p.ErrorInfo("E", "m", "", ErrorKind.AUTH)),
 ]
 
 
@@ -66,7 +68,8 @@ def test_decoder_handles_split_and_joined_frames() -> None:
         (msgpack.packb({"a": 1}), r"not a \[tag, \.\.\.\] array"),
         (msgpack.packb([999, 1]), "unknown message tag 999"),
         (msgpack.packb([p.Ack.TAG]), "Ack has 1 fields, frame has 0"),
-        (msgpack.packb([p.TaskFailed.TAG, 1, 5, None]), "malformed TaskFailed"),
+        (msgpack.packb([p.TaskRaised.TAG, 1, 5, None, None]), "malformed TaskRaised"),
+        (msgpack.packb([p.ErrorReply.TAG, 1, ["E", "m", "", "no-such-kind"]]), "malformed ErrorReply"),
     ],
 )
 def test_bad_payloads_raise_protocol_error(payload: bytes, message: str) -> None:
@@ -77,3 +80,21 @@ def test_bad_payloads_raise_protocol_error(payload: bytes, message: str) -> None
 def test_oversized_frame_is_refused_before_it_is_buffered() -> None:
     with pytest.raises(ProtocolError, match="frame of 2000 bytes is over the limit of 1024"):
         FrameDecoder(max_frame=1024).feed(struct.pack(">I", 2000) + b"x")
+
+
+def test_error_kinds_decode_as_the_enum() -> None:
+    decoded = decode_message(encode_message(p.SpawnFailed(1, "t", p.ErrorInfo("E", "m", "", ErrorKind.TIMEOUT))))
+    assert type(decoded) is p.SpawnFailed and decoded.error.kind is ErrorKind.TIMEOUT
+
+
+@pytest.mark.parametrize(
+    ("msg", "message"),
+    [
+        (p.SpawnSucceeded(1, "\ud800"), "cannot encode SpawnSucceeded: UnicodeEncodeError"),
+        (p.TaskReturned(1, 2**70), "cannot encode TaskReturned: TypeError: cannot encode int"),
+        (p.StatusReply(1, {"when": object()}), "cannot encode StatusReply: TypeError: cannot encode object"),
+    ],
+)
+def test_a_value_msgpack_refuses_raises_protocol_error_naming_the_message(msg: p.Message, message: str) -> None:
+    with pytest.raises(ProtocolError, match=message):
+        encode_frame(msg)

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 from typing import Any
 
 from kombu import message as kombu_message
 from kombu import serialization
 
-from coda.bridge._celery_in import TASK_NAME
+from coda.bridge._settings import CELERY_APP_ENV, HOSTNAME, TASK_NAME, load_celery_app
 from coda.errors import BridgeError, UnknownName
 from coda.registry import REGISTRY, Task
 
@@ -34,7 +33,6 @@ logger = logging.getLogger(__name__)
 # kombu ships no annotations for these.
 _Message: Any = kombu_message.Message
 _prepare_accept: Any = serialization.prepare_accept_content
-HOSTNAME = f"coda@{socket.gethostname()}"
 
 
 _APP: Any = None
@@ -44,11 +42,9 @@ _ACCEPT: Any = None
 def _load_app() -> Any:
     global _APP, _ACCEPT
     if _APP is None:
-        from coda.bridge._celery_out import load_celery_app
-
-        spec = os.environ.get("CODA_CELERY_APP")
+        spec = os.environ.get(CELERY_APP_ENV)
         if not spec:
-            raise BridgeError("coda.bridge._execute needs CODA_CELERY_APP (the supervisor's --celery-app)")
+            raise BridgeError(f"coda.bridge._execute needs {CELERY_APP_ENV} (the supervisor's --celery-app)")
         app = load_celery_app(spec)
         # What `celery worker` imports besides the app module (`imports`/`include` settings).
         app.loader.import_default_modules()
@@ -59,7 +55,7 @@ def _load_app() -> Any:
 
 
 # A supervisor's worker has CODA_CELERY_APP: fail at startup, not at the first message.
-if os.environ.get("CODA_CELERY_APP"):
+if os.environ.get(CELERY_APP_ENV):
     _load_app()
 
 

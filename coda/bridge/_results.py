@@ -20,7 +20,7 @@ from typing import Any
 from kombu import entity, messaging
 from kombu.mixins import ConsumerMixin
 
-from coda import protocol as p
+from coda.errors import ErrorInfo, ErrorKind, UnknownName, type_name
 
 __all__ = ["ID_PREFIX", "Outcome", "RedisResults", "ReplyQueue", "outcome"]
 
@@ -73,15 +73,15 @@ def outcome(meta: dict[str, Any], task: str, queue: str) -> Outcome | None:
     module, name, message = _exc_fields(meta.get("result"))
     exc_type = name if module == "builtins" else f"{module}.{name}"
     traceback = str(meta.get("traceback") or "")
-    kind = "error"
+    kind = ErrorKind.ERROR
     if name == "NotRegistered":
-        kind, exc_type = "unknown_name", "coda.errors.UnknownName"
+        kind, exc_type = ErrorKind.UNKNOWN_NAME, type_name(UnknownName)
         message = f"no Celery worker consuming queue {queue!r} knows task {task!r} (celery NotRegistered)"
     elif name in ("TimeLimitExceeded", "SoftTimeLimitExceeded"):
         message = f"Celery time limit exceeded ({message}s) for task {task!r}"
     elif status == "REVOKED":
         message = f"task {task!r} was revoked ({message or 'revoked'})"
-    return Outcome("failure", p.ErrorInfo(exc_type, message, traceback, kind))
+    return Outcome("failure", ErrorInfo(exc_type, message, traceback, kind))
 
 
 class RedisResults:
@@ -115,7 +115,7 @@ class RedisResults:
             except Exception as exc:  # noqa: BLE001 - any connection trouble: resubscribe
                 if self._stop.is_set():
                     break
-                logger.warning("coda.bridge.redis_results.reconnect: %s (retrying in %.1fs)", exc, delay)
+                logger.warning("coda.bridge.redis_results.reconnect", extra={"reason": str(exc), "retry_in": delay})
                 self._stop.wait(delay)
                 delay = min(delay * 2, 2.0)
             finally:
@@ -159,7 +159,7 @@ class ReplyQueue(ConsumerMixin):
         self.ready.set()
 
     def on_connection_error(self, exc: Exception, interval: float) -> None:
-        logger.warning("coda.bridge.reply_queue.reconnect: %s (retrying in %.1fs)", exc, interval)
+        logger.warning("coda.bridge.reply_queue.reconnect", extra={"reason": str(exc), "retry_in": interval})
 
     def _on_message(self, body: Any, message: Any) -> None:
         if isinstance(body, dict):

@@ -71,9 +71,8 @@ def _swap(fn: Any, options: dict[str, Any], app: Any, original: Callable[[Any], 
         return _task._decorate(fn, dict(options), app)
     except RegistrationError as exc:
         logger.warning(
-            "coda.compat.install.not_swapped: %s; it stays a plain Celery task",
-            exc,
-            extra={"function": f"{fn.__module__}.{fn.__qualname__}"},
+            "coda.compat.install.not_swapped",
+            extra={"function": f"{fn.__module__}.{fn.__qualname__}", "reason": str(exc), "stays": "a plain Celery task"},
         )
         _refused.add(fn)
         return original(fn)
@@ -121,7 +120,10 @@ def _on_created(app: Any, found: Any) -> None:
     try:
         _task.adopt(found)
     except RegistrationError as exc:
-        logger.warning("coda.compat.install.not_swapped: %s; it stays a plain Celery task", exc)
+        logger.warning(
+            "coda.compat.install.not_swapped",
+            extra={"task_name": found.name, "reason": str(exc), "stays": "a plain Celery task"},
+        )
 
 
 def install(app: Any = None) -> None:

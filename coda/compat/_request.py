@@ -145,7 +145,9 @@ def run_under_coda(tracer: Any, task: Any, kwargs: dict[str, Any], info: ExecInf
         if execution.retry_options is not None:
             # retry(throw=False) and then returned: Celery would run the task again *and*
             # record this success; Coda keeps the success.
-            logger.warning("coda.compat.retry_ignored: task %s returned after retry(throw=False)", task.name)
+            logger.warning(
+                "coda.compat.retry_ignored", extra={"task_name": task.name, "reason": "returned after retry(throw=False)"}
+            )
         return outcome.retval
     state, exc = trace_info.state, trace_info.retval
     if state == states.RETRY and execution.retry_options is not None:

@@ -15,9 +15,9 @@ from typing import Any
 
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 
-from coda import context, errors
+from coda import context
 from coda.client import SyncClient
-from coda.errors import RunTimeout, TaskFailed, WorkflowFailed
+from coda.errors import RunTimeout, TaskFailed, WorkflowFailed, class_named
 from coda.registry import workflow
 
 __all__ = ["CodaAsyncResult", "RUN_TASK", "run_task", "sync_client"]
@@ -95,8 +95,8 @@ class CodaAsyncResult:
     def _exception(self, failed: dict[str, Any]) -> BaseException:
         exc_type, message, traceback = failed["exc_type"], failed["message"], failed["traceback"]
         parts = _exception_parts(exc_type)
-        coda_error = getattr(errors, exc_type.rpartition(".")[2], None) if exc_type.startswith("coda.errors.") else None
-        if isinstance(coda_error, type) and issubclass(coda_error, TaskFailed):
+        coda_error = class_named(exc_type)
+        if coda_error is not None and issubclass(coda_error, TaskFailed):
             return coda_error(self.task_name, exc_type, message, traceback)
         if parts is not None:
             try:

@@ -85,9 +85,9 @@ class CompatTask(Task[..., Any]):
             # when the shared task is declared.
             self._mismatch_told = True
             logger.warning(
-                "coda.compat.name_mismatch: Celery names %s %r, Coda %r; pass name=",
-                self.qualified_function, found.name, self.name,
-                extra={"task_name": self.name, "celery_name": found.name},
+                "coda.compat.name_mismatch",
+                extra={"function": self.qualified_function, "task_name": self.name, "celery_name": found.name,
+                       "fix": "pass name="},
             )
         inject(found)
         return found
@@ -283,11 +283,10 @@ def _check_options(owner: str, options: dict[str, Any]) -> None:
     valid = _CELERY_OPTIONS | _CODA_OPTIONS | {a for a in dir(base or celery.Task) if not a.startswith("_")}
     for key in sorted(set(options) - valid):
         close = difflib.get_close_matches(key, sorted(valid), n=1)
+        # Neither Celery's nor Coda's: it becomes an attribute of the task class, as in Celery.
         logger.debug(
-            "coda.compat.unknown_option: %s: option %r is neither Celery's nor Coda's; it becomes an "
-            "attribute of the task class, as Celery does%s",
-            owner, key, f" (did you mean {close[0]!r}?)" if close else "",
-            extra={"task": owner, "option": key},
+            "coda.compat.unknown_option",
+            extra={"task_name": owner, "option": key, "did_you_mean": close[0] if close else None},
         )
 
 

@@ -1,4 +1,9 @@
-"""Supervisor settings: one frozen dataclass; precedence CLI > environment > defaults."""
+"""Supervisor settings: one frozen dataclass; precedence CLI > environment > defaults.
+
+Every field is a flag of ``coda supervisor`` (``max_runs`` is ``--max-runs``, ``apps`` is
+``-A/--app``) and an environment variable (``CODA_MAX_RUNS``, ``CODA_APPS``); :func:`flag` and
+:func:`env_var` spell them.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,24 @@ from coda.address import DEFAULT_ADDRESS, parse_address
 from coda.errors import CodaError
 from coda.framing import DEFAULT_MAX_FRAME
 
-__all__ = ["SupervisorConfig"]
+__all__ = ["LOG_LEVELS", "MIN_FRAME", "SupervisorConfig", "env_var", "flag"]
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+MIN_FRAME = 1024
+
+
+_FLAG_NAMES = {"apps": "app"}  # -A/--app, as celery spells it
+
+
+def flag(name: str) -> str:
+    """The ``coda supervisor`` flag of config field ``name``."""
+    return "--" + _FLAG_NAMES.get(name, name).replace("_", "-")
+
+
+def env_var(name: str) -> str:
+    """The environment variable of config field ``name``."""
+    return f"CODA_{name.upper()}"
+
 
 @dataclass(frozen=True)
 class SupervisorConfig:
@@ -38,30 +60,35 @@ class SupervisorConfig:
 
     def __post_init__(self) -> None:
         checks = [
-            (self.workers >= 1, f"--workers must be >= 1, got {self.workers}"),
-            (self.concurrency >= 1, f"--concurrency must be >= 1, got {self.concurrency}"),
-            (self.workflow_capacity >= 1, f"workflow capacity must be >= 1, got {self.workflow_capacity}"),
-            (self.grace >= 0, f"--grace must be >= 0, got {self.grace}"),
-            (self.retention >= 0, f"--retention must be >= 0, got {self.retention}"),
-            (self.max_runs >= 1, f"--max-runs must be >= 1, got {self.max_runs}"),
-            (self.max_worker_deaths >= 1, f"max worker deaths must be >= 1, got {self.max_worker_deaths}"),
-            (self.max_frame >= 1024, f"--max-frame must be >= 1024, got {self.max_frame}"),
-            (self.bridge_pickup_timeout > 0, f"bridge pickup timeout must be > 0, got {self.bridge_pickup_timeout}"),
-            (self.bridge_result_timeout > 0, f"bridge result timeout must be > 0, got {self.bridge_result_timeout}"),
+            ("workers", self.workers >= 1, ">= 1"),
+            ("concurrency", self.concurrency >= 1, ">= 1"),
+            ("workflow_capacity", self.workflow_capacity >= 1, ">= 1"),
+            ("grace", self.grace >= 0, ">= 0"),
+            ("retention", self.retention >= 0, ">= 0"),
+            ("max_runs", self.max_runs >= 1, ">= 1"),
+            ("max_worker_deaths", self.max_worker_deaths >= 1, ">= 1"),
+            ("max_frame", self.max_frame >= MIN_FRAME, f">= {MIN_FRAME}"),
+            ("log_level", self.log_level.upper() in LOG_LEVELS, f"one of {', '.join(LOG_LEVELS)}"),
+            ("bridge_pickup_timeout", self.bridge_pickup_timeout > 0, "> 0"),
+            ("bridge_result_timeout", self.bridge_result_timeout > 0, "> 0"),
         ]
-        for ok, message in checks:
+        for name, ok, requirement in checks:
             if not ok:
-                raise CodaError(message)
-        parse_address(self.listen)
+                raise CodaError(f"{flag(name)} ({env_var(name)}) must be {requirement}, got {getattr(self, name)!r}")
+        try:
+            parse_address(self.listen)
+        except CodaError as exc:
+            raise CodaError(f"{flag('listen')}: {exc}") from None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> SupervisorConfig:
-        """Defaults, then ``CODA_*`` variables, then ``overrides`` (the CLI's, None = not given)."""
+        """Defaults, then ``CODA_*`` variables, then ``overrides`` (None = not given). ``coda
+        supervisor`` reads the same variables through its flags."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         types = {f.name: f.type for f in fields(cls)}
         for name in types:
-            raw = env.get(f"CODA_{name.upper()}")
+            raw = env.get(env_var(name))
             if raw is None:
                 continue
             values[name] = _convert(name, str(types[name]), raw)
@@ -81,7 +108,7 @@ def _convert(name: str, kind: str, raw: str) -> Any:
         if kind.startswith("float"):
             return float(raw)
         if kind.startswith("tuple"):
-            return tuple(item for item in raw.split(",") if item)
+            return tuple(item.strip() for item in raw.replace(",", " ").split() if item.strip())
     except ValueError:
-        raise CodaError(f"CODA_{name.upper()}={raw!r} is not a valid {kind}") from None
+        raise CodaError(f"{env_var(name)}={raw!r} is not a valid {kind}") from None
     return raw

@@ -1,7 +1,8 @@
 """The supervisor's state: plain in-memory records, no I/O, changed only by the dispatcher.
 
-Peers are connection ids (ints, never reused); :data:`PROCESSES` is the pseudo-peer that stands
-for the process manager (worker spawns and kills) in the dispatcher's output.
+Peers are connection ids (ints, never reused); :data:`SUPERVISOR` is the peer id of the
+supervisor itself, the sender of events that come from no connection (a drain). Timers are
+typed records on one heap; :meth:`SupervisorState.summary` is what ``coda status`` shows.
 """
 
 from __future__ import annotations
@@ -10,31 +11,40 @@ import heapq
 import itertools
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
-from coda.protocol import ErrorInfo, TaskSpec, WorkflowSpec
+from coda.errors import ErrorInfo
+from coda.protocol import TaskSpec, WorkflowSpec
 
 __all__ = [
+    "DeadlineDue",
+    "EvictDue",
     "Execution",
     "FINISHED",
-    "PROCESSES",
+    "Outcome",
+    "RerunDue",
+    "RespawnDue",
+    "RetryDue",
     "Run",
+    "SUPERVISOR",
     "SlotState",
     "SupervisorState",
     "TaskCounts",
+    "Timer",
     "Waiter",
     "WorkerState",
 ]
 
-PROCESSES = 0
+SUPERVISOR = 0
 FINISHED = frozenset({"succeeded", "failed", "cancelled"})
 
 Waiter = tuple[int, int]  # (peer, request_id)
+Outcome = tuple[bool, Any]  # (True, value) or (False, ErrorInfo)
 
 
 @dataclass(eq=False, slots=True)
 class WorkerState:
-    """A worker process that has said hello."""
+    """A worker process that has said hello (or the Celery bridge, a virtual worker)."""
 
     peer: int
     slot: int
@@ -47,7 +57,8 @@ class WorkerState:
     running: set[int] = field(default_factory=set)
     running_workflows: set[int] = field(default_factory=set)
     bridge: bool = False  # the Celery bridge: takes every task no worker registered
-    local_ids: dict[int, int] = field(default_factory=dict)  # request id of a task it started itself -> exec id
+    # Tasks it started itself beside their workflow: the spawn's request id → exec id.
+    started_here: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass(eq=False, slots=True)
@@ -55,7 +66,6 @@ class SlotState:
     """One of the ``--workers`` places a worker process fills; respawn backoff lives here."""
 
     peer: int | None = None
-    pid: int | None = None
     failures: int = 0
     spawned_at: float = 0.0
     hello: bool = False
@@ -66,9 +76,8 @@ class Execution:
     """One task or workflow execution, from spawn until it succeeds or fails for good."""
 
     id: int
-    kind: str  # "task" | "workflow"
     name: str
-    run_id: str
+    run_id: str  # "" for a task submitted outside any run (the queue takeover's)
     args: dict[str, Any]
     attempt: int = 1
     memo_key: bytes | None = None
@@ -79,7 +88,8 @@ class Execution:
     token: int = 0  # bumped at each dispatch, so stale timers of an earlier dispatch do nothing
     timeout: float | None = None  # per execution (a taken-over Celery message's time limit)
     origin: int | None = None  # the worker whose workflow spawned it: the first choice to run it
-    local: Waiter | None = None  # the waiter that worker answers itself, in the current dispatch
+    # The waiter its worker answers itself (a workflow beside it), in the current dispatch.
+    answered_there: Waiter | None = None
 
 
 @dataclass(eq=False, slots=True)
@@ -116,9 +126,9 @@ class Run:
     finished_at: float | None = None
     memo: dict[bytes, Any] = field(default_factory=dict)
     inflight: dict[bytes, int] = field(default_factory=dict)
-    # Outcomes, (ok, value-or-ErrorInfo), of this attempt's spawns by (attempt, seq, task): a
-    # workflow re-executed after its worker died re-attaches to them instead of rerunning them.
-    replay: dict[tuple[int, int, str], tuple[bool, Any]] = field(default_factory=dict)
+    # Outcomes of this attempt's spawns by (attempt, seq, task): a workflow re-executed after
+    # its worker died re-attaches to them instead of rerunning them.
+    replay: dict[tuple[int, int, str], Outcome] = field(default_factory=dict)
     replay_inflight: dict[tuple[int, int, str], int] = field(default_factory=dict)
     # dicts used as ordered sets: an empty dict is a third of an empty set's size.
     tasks: dict[int, None] = field(default_factory=dict)
@@ -141,6 +151,46 @@ class Run:
         }
 
 
+# -- timers -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RetryDue:
+    """A failed task's retry delay is over: queue it again."""
+
+    exec_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeadlineDue:
+    """A task's timeout, for the dispatch numbered ``token`` (a later dispatch makes it stale)."""
+
+    exec_id: int
+    token: int
+
+
+@dataclass(frozen=True, slots=True)
+class RerunDue:
+    """A failed workflow's retry delay is over: run its next attempt."""
+
+    run_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RespawnDue:
+    """A slot's respawn backoff is over: start a worker in it."""
+
+    slot: int
+
+
+@dataclass(frozen=True, slots=True)
+class EvictDue:
+    """The oldest finished run may be past its retention."""
+
+
+Timer: TypeAlias = RetryDue | DeadlineDue | RerunDue | RespawnDue | EvictDue
+
+
 @dataclass(eq=False)
 class SupervisorState:
     """Everything the supervisor knows. Only :class:`~coda.supervisor.dispatch.Dispatcher` writes it."""
@@ -155,7 +205,7 @@ class SupervisorState:
     execs: dict[int, Execution] = field(default_factory=dict)
     pending_tasks: deque[int] = field(default_factory=deque)
     pending_workflows: deque[int] = field(default_factory=deque)
-    timers: list[tuple[float, int, str, Any, int]] = field(default_factory=list)
+    timers: list[tuple[float, int, Timer]] = field(default_factory=list)
     known_tasks: dict[str, TaskSpec] = field(default_factory=dict)
     known_workflows: dict[str, WorkflowSpec] = field(default_factory=dict)
     draining: bool = False
@@ -165,8 +215,8 @@ class SupervisorState:
     timer_seq: itertools.count[int] = field(default_factory=itertools.count)
     rotation: int = 0
 
-    def add_timer(self, due: float, kind: str, ref: Any, token: int = 0) -> None:
-        heapq.heappush(self.timers, (due, next(self.timer_seq), kind, ref, token))
+    def add_timer(self, due: float, timer: Timer) -> None:
+        heapq.heappush(self.timers, (due, next(self.timer_seq), timer))
 
     def next_deadline(self) -> float | None:
         return self.timers[0][0] if self.timers else None
@@ -174,3 +224,51 @@ class SupervisorState:
     def busy(self) -> bool:
         """Whether accepted work is still under way (drain waits for this to turn False)."""
         return bool(self.execs)
+
+    def ready(self) -> bool:
+        """Whether every slot's worker has said hello (startup waits for this)."""
+        return all(slot.hello for slot in self.slots.values())
+
+    def answerable(self, peer: int) -> bool:
+        """Whether ``peer`` is still connected as a worker or a client (so may be answered)."""
+        return peer in self.workers or peer in self.clients
+
+    def summary(self, now: float, celery_queues: tuple[str, ...] = ()) -> dict[str, Any]:
+        """Workers, runs by state and what is queued: what ``coda status`` shows."""
+        runs: dict[str, int] = {}
+        for run in self.runs.values():
+            runs[run.state] = runs.get(run.state, 0) + 1
+        timers = [entry[2] for entry in self.timers]
+        return {
+            "workers": [
+                {
+                    "slot": w.slot,
+                    "pid": w.pid,
+                    "running_tasks": len(w.running),
+                    "running_workflows": len(w.running_workflows),
+                    "capacity": w.capacity,
+                    "uptime": round(now - w.started_at, 3),
+                    "tasks": len(w.tasks),
+                    "workflows": len(w.workflows),
+                }
+                for w in sorted(self.workers.values(), key=lambda w: w.slot)
+                if not w.bridge
+            ],
+            "bridge": None if self.bridge is None else {"running_tasks": len(self.workers[self.bridge].running)},
+            "runs": runs,
+            "queues": {
+                "tasks_waiting": len(self.pending_tasks),  # for a free slot on a worker
+                "tasks_retrying": sum(  # waiting out their retry_delay
+                    1 for t in timers
+                    if type(t) is RetryDue and t.exec_id in self.execs and self.execs[t.exec_id].worker is None
+                ),
+                "workflows_waiting": len(self.pending_workflows),
+                "runs_rerunning": sum(  # failed, rerun after the workflow's retry_delay
+                    1 for t in timers
+                    if type(t) is RerunDue and t.run_id in self.runs and self.runs[t.run_id].state not in FINISHED
+                ),
+            },
+            "celery_queues": list(celery_queues),
+            "draining": self.draining,
+            "registered": {"tasks": sorted(self.known_tasks), "workflows": sorted(self.known_workflows)},
+        }

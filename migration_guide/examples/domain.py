@@ -1,12 +1,16 @@
 """What the pipeline does to an event, shared by every step of the guide: only the plumbing
 (Celery hand-offs, Redis processing store, Coda workflow) changes from step to step.
 
-The saved events live in SQLite (one file, ``PIPELINE_DB``): a stand-in for Sentry's
-Postgres that needs no server. ``save`` is idempotent per event id, like Sentry's.
+The saved events live in SQLite (one file, ``PIPELINE_DB``, default
+``pipeline-events.sqlite3`` in the current folder): a stand-in for Sentry's Postgres that needs
+no server. ``save`` is idempotent per event id, like Sentry's. The same file records which
+stage ran for which event in which process (``record_call``): the flaky symbolicator counts
+its calls there, and ``python -m migration_guide.examples.show`` reads it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -18,7 +22,9 @@ __all__ = [
     "NEEDS_SYMBOLICATION",
     "ProcessingFailed",
     "SymbolicatorUnavailable",
+    "calls",
     "count_calls",
+    "db_path",
     "enrich",
     "needs_symbolication",
     "normalize",
@@ -39,31 +45,40 @@ class ProcessingFailed(Exception):
     """Processing broke on this event (the guide provokes it to show a rerun)."""
 
 
-def _db_path() -> str:
+def db_path() -> str:
+    """The events database: ``$PIPELINE_DB``, else ``pipeline-events.sqlite3`` here."""
     return os.environ.get("PIPELINE_DB", "pipeline-events.sqlite3")
 
 
-def _calls_path() -> str | None:
-    # Tests and the demo count how often each stage ran, across processes.
-    return os.environ.get("PIPELINE_CALLS")
+def _connect() -> sqlite3.Connection:
+    db = sqlite3.connect(db_path(), timeout=30)
+    db.execute("CREATE TABLE IF NOT EXISTS events (event_id TEXT PRIMARY KEY, project_id INTEGER, data TEXT)")
+    db.execute("CREATE TABLE IF NOT EXISTS calls (stage TEXT, event_id TEXT, pid INTEGER, ppid INTEGER)")
+    return db
 
 
 def record_call(stage: str, event_id: str) -> int:
-    """Note that ``stage`` ran for ``event_id``; how many times it has so far."""
-    path = _calls_path()
-    if path is None:
-        return 1
-    with open(path, "a") as f:
-        f.write(f"{stage} {event_id}\n")
-    return count_calls(stage, event_id)
+    """Note that ``stage`` ran for ``event_id`` (in the events database, with the process that
+    ran it); how many times it has run for that event so far, this call included. The flaky
+    symbolicator and the processing that breaks once count their calls with it."""
+    with contextlib.closing(_connect()) as db, db:
+        # One transaction: the insert takes the write lock, so the count is this call's own.
+        db.execute("INSERT INTO calls VALUES (?, ?, ?, ?)", (stage, event_id, os.getpid(), os.getppid()))
+        (count,) = db.execute("SELECT COUNT(*) FROM calls WHERE stage = ? AND event_id = ?", (stage, event_id)).fetchone()
+    return int(count)
 
 
 def count_calls(stage: str, event_id: str | None = None) -> int:
-    path = _calls_path()
-    if path is None or not os.path.exists(path):
-        return 0
-    with open(path) as f:
-        return sum(1 for line in f if line.split()[0] == stage and (event_id is None or line.split()[1] == event_id))
+    """How often ``stage`` ran (for ``event_id``, or for every event)."""
+    return sum(1 for call in calls(stage) if event_id is None or call[0] == event_id)
+
+
+def calls(stage: str) -> list[tuple[str, int, int]]:
+    """Every recorded call of ``stage``: (event id, pid, parent pid), oldest first."""
+    if not os.path.exists(db_path()):
+        return []
+    with contextlib.closing(_connect()) as db:
+        return db.execute("SELECT event_id, pid, ppid FROM calls WHERE stage = ? ORDER BY rowid", (stage,)).fetchall()
 
 
 def normalize(data: dict[str, Any], project_id: int) -> dict[str, Any]:
@@ -103,8 +118,7 @@ def enrich(data: dict[str, Any]) -> dict[str, Any]:
 
 def save(data: dict[str, Any]) -> bool:
     """Store the event; False when it was stored before (a duplicate)."""
-    with sqlite3.connect(_db_path(), timeout=30) as db:
-        db.execute("CREATE TABLE IF NOT EXISTS events (event_id TEXT PRIMARY KEY, project_id INTEGER, data TEXT)")
+    with contextlib.closing(_connect()) as db, db:
         cursor = db.execute(
             "INSERT OR IGNORE INTO events VALUES (?, ?, ?)",
             (data["event_id"], data["project_id"], json.dumps(data, sort_keys=True)),
@@ -114,7 +128,7 @@ def save(data: dict[str, Any]) -> bool:
 
 def saved_events() -> dict[str, dict[str, Any]]:
     """Every stored event by id (what the acceptance test compares across steps)."""
-    if not os.path.exists(_db_path()):
+    if not os.path.exists(db_path()):
         return {}
-    with sqlite3.connect(_db_path(), timeout=30) as db:
+    with contextlib.closing(_connect()) as db:
         return {row[0]: json.loads(row[1]) for row in db.execute("SELECT event_id, data FROM events")}

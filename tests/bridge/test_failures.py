@@ -18,14 +18,7 @@ from coda.bridge import celery_task_id
 from coda.errors import WorkflowFailed
 from coda.keys import memo_key
 from tests.bridge import app
-
-
-async def _until(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.05)
+from tests.support import until, wait_until
 
 
 async def test_rerun_after_late_failure_runs_legacy_side_effects_once(legacy_factory, redis_url) -> None:
@@ -121,11 +114,11 @@ async def test_cancel_revokes_the_running_legacy_task(legacy_factory, redis_url)
     sup = legacy.supervisor(workers=1)
     async with sup.client() as client:
         handle = await client.start(app.call, {"task": "legacy.hang", "args": {"key": "c", "seconds": 60}, "key": "c"})
-        await _until(lambda: legacy.count("hang", "c") == 1, 15, "the legacy task to start")
+        await until(lambda: legacy.count("hang", "c") == 1, 15, "the legacy task to start")
         await client.cancel(handle.run_id)
         assert (await client.status(handle.run_id)).state == "cancelled"
         celery_id = celery_task_id(memo_key(handle.run_id, "legacy.hang", ["c"]))
-        await _until(lambda: f"Terminating {celery_id}" in worker.log(), 15, "the Celery worker to terminate it")
+        await until(lambda: f"Terminating {celery_id}" in worker.log(), 15, "the Celery worker to terminate it")
         # The worker (concurrency 1) is free again long before the 60 s task would have ended.
         result = await client.run(app.call, {"task": "legacy.echo", "args": {"value": "next"}}, timeout=15)
         assert result == {"ok": "next"}
@@ -138,7 +131,7 @@ async def test_sigkilled_worker_acks_late_task_is_redelivered(legacy_factory, am
     sup = legacy.supervisor(workers=1)
     async with sup.client() as client:
         handle = await client.start(app.call, {"task": "legacy.killed_once", "args": {"key": "k"}, "key": "k"})
-        await _until(lambda: legacy.get("killed_once-pid:k") is not None, 15, "the first delivery to start")
+        await until(lambda: legacy.get("killed_once-pid:k") is not None, 15, "the first delivery to start")
         first.kill()
         legacy.worker("w2")
         assert await handle.result(timeout=30) == {"ok": "survived k after 2 deliveries"}
@@ -164,15 +157,13 @@ class _OwnRedis:
         argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                 "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.dir)]
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                if redis.Redis(port=self.port).ping():
-                    return
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        wait_until(self._answers, 10, f"the redis-server on port {self.port}")
+
+    def _answers(self) -> bool:
+        try:
+            return bool(redis.Redis(port=self.port).ping())
+        except redis.ConnectionError:
+            return False
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -194,7 +185,7 @@ async def test_redis_restart_while_tasks_are_in_flight(legacy_factory, redis_url
             keys = [f"r{i}" for i in range(20)]
             handles = [await client.start(app.call, {"task": "legacy.hang", "args": {"key": k, "seconds": 0.1}, "key": k})
                        for k in keys]
-            await _until(lambda: legacy.count("hang", "r3") == 1, 15, "some tasks to run")
+            await until(lambda: legacy.count("hang", "r3") == 1, 15, "some tasks to run")
             own.stop()
             own.start()
             results = await asyncio.gather(*(h.result(timeout=60) for h in handles))

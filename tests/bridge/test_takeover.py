@@ -21,6 +21,7 @@ from coda.errors import RunNotFound
 from coda.testing import SupervisorProcess
 from tests.bridge import takeover_app
 from tests.bridge.takeover_app import make_app
+from tests.support import wait_until
 
 APP = "tests.bridge.takeover_app"
 
@@ -43,17 +44,6 @@ class Setup:
 
     def runs(self, key: str) -> int:
         return int(self.redis.get(f"{self.prefix}:{key}") or 0)
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
 
 
 @pytest.fixture
@@ -89,7 +79,7 @@ def test_producers_unchanged_on_redis(redis_setup: Setup, coda_supervisor_factor
     failing = s.task("takeover.fail").apply_async(("boom",), link_error=s.task("takeover.record_error").s(key))
     with pytest.raises(ValueError, match="boom"):
         failing.get(timeout=10)
-    recorded = wait_for(lambda: s.redis.get(f"{s.prefix}:{key}"), 10, "the link_error callback")
+    recorded = wait_until(lambda: s.redis.get(f"{s.prefix}:{key}"), 10, "the link_error callback")
     assert recorded.decode().startswith(failing.id)
 
     started = time.monotonic()
@@ -127,7 +117,7 @@ def test_producers_unchanged_on_redis(redis_setup: Setup, coda_supervisor_factor
                 return [client.result(run_id, timeout=10)]
             except RunNotFound:
                 return None
-        assert wait_for(result, 10, "the workflow run") == [42]
+        assert wait_until(result, 10, "the workflow run") == [42]
     finally:
         client.close()
     assert s.redis.llen(f"{s.prefix}:{s.queue}") == 0
@@ -144,7 +134,7 @@ def test_tasks_run_on_the_main_thread_unless_a_workflow_shares_the_worker(
     client = SyncClient(sup.address)
     try:
         run = client.start("takeover.nap", {"seconds": 2.0})
-        wait_for(lambda: run.status().state == "running", 5, "the workflow to run")
+        wait_until(lambda: run.status().state == "running", 5, "the workflow to run")
         # The one worker hosts a waiting workflow: the task goes to its task thread instead, so
         # the workflow is not held up behind it.
         assert where.delay().get(timeout=10) == {"main_thread": False, "asyncio_run": 42}
@@ -174,14 +164,14 @@ def test_unknown_name_and_bad_messages_are_rejected(redis_setup: Setup, coda_sup
 
     # The consumer carries on.
     assert s.task("takeover.add").delay(1, 2).get(timeout=10) == 3
-    log = wait_for(lambda: (text := sup.log()).count("coda.bridge.takeover.bad_message") >= 3 and "takeover.nobody_knows_me" in text and text, 10, "the log lines")
+    log = wait_until(lambda: (text := sup.log()).count("coda.bridge.takeover.bad_message") >= 3 and "takeover.nobody_knows_me" in text and text, 10, "the log lines")
     for msg_id in ("bad-v1", "bad-type", "bad-json"):
         line = next(line for line in log.splitlines() if msg_id in line and "bad_message" in line)
-        assert f"queue {s.queue}" in line
+        assert f"queue={s.queue}" in line
     assert "unknown_task" in log and unknown.id in log
     # Rejected back to the broker: the unknown message is never acked; the bad ones are gone.
     sup.terminate()
-    wait_for(lambda: s.redis.llen(queue_key) == 1, 10, "the unknown message back in the queue")
+    wait_until(lambda: s.redis.llen(queue_key) == 1, 10, "the unknown message back in the queue")
     body = json.loads(s.redis.lindex(queue_key, 0))
     assert body["headers"]["task"] == "takeover.nobody_knows_me"
     assert unknown.state == "PENDING"

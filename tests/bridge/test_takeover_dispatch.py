@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
 
 from coda import protocol as p
+from coda.bridge._settings import TASK_NAME as TASK
+from coda.inprocess import SubmitTask
 from coda.supervisor.config import SupervisorConfig
-from coda.supervisor.dispatch import ConnectionClosed, Dispatcher, KillWorker, SubmitTask, WorkerSpawned
-from coda.supervisor.state import PROCESSES
+from coda.supervisor.dispatch import Dispatcher
+from coda.supervisor.messages import CloseConnection, ConnectionClosed, KillWorker, Out, WorkerSpawned
 
+V = p.PROTOCOL_VERSION
 W1, W2, T = 11, 12, 50
-TASK = "coda.bridge.celery_message"
 
 
 def setup() -> Dispatcher:
@@ -18,13 +19,13 @@ def setup() -> Dispatcher:
     d.start(0.0)
     for slot, peer in enumerate([W1, W2]):
         d.handle(peer, WorkerSpawned(slot, 100 + slot), 0.0)
-        d.handle(peer, p.WorkerHello(1, 100 + slot, (p.TaskSpec(TASK),), ()), 0.0)
-    assert d.handle(T, p.ClientHello(1, None), 0.0) == [(T, p.Welcome(1))]
+        d.handle(peer, p.WorkerHello(V, 100 + slot, (p.TaskSpec(TASK),), ()), 0.0)
+    assert d.handle(T, p.ClientHello(V, None), 0.0) == [(T, p.Welcome(V))]
     return d
 
 
-def submitted(out: list[tuple[int, Any]]) -> tuple[int, p.ExecuteTask]:
-    (peer, msg), = out
+def submitted(out: Out) -> tuple[int, p.ExecuteTask]:
+    ((peer, msg),) = [item for item in out if isinstance(item, tuple)]
     assert type(msg) is p.ExecuteTask and msg.run_id == ""
     return peer, msg
 
@@ -33,7 +34,7 @@ def test_submitted_task_runs_and_answers_its_client() -> None:
     d = setup()
     peer, execute = submitted(d.handle(T, SubmitTask(7, TASK, {"body": b"x"}, None), 0.0))
     assert execute.args == {"body": b"x"} and execute.task == TASK
-    assert d.handle(peer, p.TaskSucceeded(execute.exec_id, None), 1.0) == [(T, p.SpawnSucceeded(7, None))]
+    assert d.handle(peer, p.TaskReturned(execute.exec_id, None), 1.0) == [(T, p.SpawnSucceeded(7, None))]
     assert not d.state.execs and not d.state.runs
 
 
@@ -48,11 +49,11 @@ def test_submitted_task_time_limit_kills_the_worker() -> None:
     peer, execute = submitted(d.handle(T, SubmitTask(3, TASK, {}, 2.0), 0.0))
     assert d.tick(1.9) == []
     out = d.tick(2.0)
-    failed = [msg for to, msg in out if to == T]
+    failed = [item[1] for item in out if isinstance(item, tuple) and item[0] == T]
     assert len(failed) == 1 and failed[0].error.kind == "timeout" and "2s" in failed[0].error.message
-    assert (PROCESSES, KillWorker(peer, f"task {TASK} timed out")) in out
-    # A late answer of the killed worker reaches nobody.
-    assert all(to != T for to, _ in d.handle(peer, p.TaskSucceeded(execute.exec_id, None), 2.1))
+    assert KillWorker(peer, f"task {TASK} timed out") in out
+    # A late answer of the killed worker reaches nobody (its connection is dropped).
+    assert [type(item) for item in d.handle(peer, p.TaskReturned(execute.exec_id, None), 2.1)] == [CloseConnection]
 
 
 def test_submitted_task_survives_a_worker_death() -> None:
@@ -60,6 +61,6 @@ def test_submitted_task_survives_a_worker_death() -> None:
     peer, execute = submitted(d.handle(T, SubmitTask(4, TASK, {}, None), 0.0))
 
     out = d.handle(peer, ConnectionClosed("killed"), 1.0)
-    other, again = submitted([(to, msg) for to, msg in out if type(msg) is p.ExecuteTask])
+    other, again = submitted(out)
     assert other != peer and again.exec_id == execute.exec_id
-    assert d.handle(other, p.TaskSucceeded(again.exec_id, None), 1.5) == [(T, p.SpawnSucceeded(4, None))]
+    assert d.handle(other, p.TaskReturned(again.exec_id, None), 1.5) == [(T, p.SpawnSucceeded(4, None))]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import socket
 import struct
-import time
 
 import msgpack
 import pytest
@@ -15,6 +14,7 @@ from coda import protocol as p
 from coda.errors import AuthenticationFailed, CodaError
 from coda.framing import FrameDecoder, encode_frame
 from tests.e2e import app
+from tests.support import wait_until
 
 CODA_APPS = ["tests.e2e.app"]
 
@@ -25,22 +25,16 @@ def _raw(address: str) -> socket.socket:
 
 
 def _wait_closed(sock: socket.socket) -> bytes:
-    """Read until the supervisor closes the connection; what it sent before."""
-    data = b""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        chunk = sock.recv(65536)
-        if not chunk:
-            return data
-        data += chunk
-    raise AssertionError("the supervisor did not close the connection")
+    """Read until the supervisor closes the connection; what it sent before (the socket's own
+    timeout bounds each read)."""
+    chunks: list[bytes] = []
 
+    def closed() -> bool:
+        chunks.append(sock.recv(65536))
+        return not chunks[-1]
 
-def _wait_for_log(supervisor, text: str) -> None:
-    deadline = time.monotonic() + 10
-    while text not in supervisor.log():
-        assert time.monotonic() < deadline, f"{text!r} never logged:\n{supervisor.log()}"
-        time.sleep(0.05)
+    wait_until(closed, 10, "the supervisor to close the connection")
+    return b"".join(chunks)
 
 
 @pytest.mark.parametrize(
@@ -48,7 +42,7 @@ def _wait_for_log(supervisor, text: str) -> None:
     [
         (struct.pack(">I", 2**31) + b"xxxx", "is over the limit of"),  # oversized frame
         (struct.pack(">I", 3) + b"\xc1\xc1\xc1", "undecodable frame"),  # not msgpack
-        (encode_frame(p.ClientHello(1, None)) + struct.pack(">I", 4) + msgpack.packb([999]), "unknown message tag 999"),
+        (encode_frame(p.ClientHello(p.PROTOCOL_VERSION, None)) + struct.pack(">I", 4) + msgpack.packb([999]), "unknown message tag 999"),
     ],
     ids=["oversized", "undecodable", "unknown-tag"],
 )
@@ -58,7 +52,7 @@ async def test_bad_frames_drop_only_that_connection(coda_supervisor, payload: by
         with _raw(coda_supervisor.address) as sock:
             sock.sendall(payload)
             _wait_closed(sock)
-        _wait_for_log(coda_supervisor, logged)
+        wait_until(lambda: logged in coda_supervisor.log(), 10, f"{logged!r} in the supervisor's log")
         assert "coda.supervisor.connection_dropped" in coda_supervisor.log()
         assert await slow.result(timeout=30) == sum(2 * i for i in range(20))
         assert await client.run(app.fan_out, {"n": 2}, timeout=30) == 2

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from coda.errors import DataError, UnknownName, WorkflowFailed
 from examples import readme
 from tests.e2e import app
 from tests.e2e.app import count
+from tests.support import until, wait_until
 
 CODA_APPS = ["tests.e2e.app"]
 
@@ -114,10 +114,7 @@ async def test_sigkilled_worker_is_replaced_and_its_task_reruns(coda_supervisor,
     async with coda_supervisor.client() as client:
         handle = await client.start(app.survives_kill, {"dir": d})
         pid_file = tmp_path / "pid"
-        deadline = time.monotonic() + 30
-        while not pid_file.exists():
-            assert time.monotonic() < deadline, "the task never started"
-            await asyncio.sleep(0.02)
+        await until(pid_file.exists, 30, "the task to start")
         victim = int(pid_file.read_text())
         assert victim in pids_before
         os.kill(victim, signal.SIGKILL)
@@ -202,10 +199,11 @@ async def test_client_disconnect_mid_run_does_not_stop_the_run(coda_supervisor, 
 async def test_cancel_stops_a_run(coda_supervisor, tmp_path: Path) -> None:
     async with coda_supervisor.client() as client:
         handle = await client.start(app.slow_workflow, {"dir": str(tmp_path), "seconds": 30})
-        deadline = time.monotonic() + 30
-        while (await client.status(handle.run_id)).state != "running":  # on a worker, not queued
-            assert time.monotonic() < deadline, "the run never started"
-            await asyncio.sleep(0.01)
+
+        async def running() -> bool:  # on a worker, not queued
+            return (await client.status(handle.run_id)).state == "running"
+
+        await until(running, 30, "the run to start")
         await client.cancel(handle.run_id)
         with pytest.raises(WorkflowFailed, match="cancelled"):
             await handle.result(timeout=10)
@@ -224,16 +222,15 @@ def test_sync_client_and_coda_status(coda_supervisor) -> None:
     out = subprocess.run([sys.executable, "-m", "coda", "status", "--url", coda_supervisor.address],
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
-    assert "workers (2):" in out.stdout and "succeeded 1" in out.stdout and "pending_tasks 0" in out.stdout
+    assert "workers (2):" in out.stdout and "runs: 1 succeeded" in out.stdout
+    assert "queued: 0 tasks waiting for a worker, 0 waiting to retry" in out.stdout and "timers" not in out.stdout
 
 
 def test_sigterm_drains_in_flight_work_and_exits_zero(coda_supervisor, tmp_path: Path) -> None:
     with coda.SyncClient(coda_supervisor.address) as client:
         handle = client.start(app.slow_workflow, {"dir": str(tmp_path), "seconds": 1.0})
-        deadline = time.monotonic() + 30
-        while handle.status().state != "running":  # accepted and on a worker before the signal
-            assert time.monotonic() < deadline, "the run never started"
-            time.sleep(0.01)
+        # Accepted and on a worker before the signal.
+        wait_until(lambda: handle.status().state == "running", 30, "the run to start")
         assert coda_supervisor.proc is not None
         coda_supervisor.proc.terminate()
         # Accepted work still finishes; new runs are refused meanwhile.

@@ -1,4 +1,5 @@
-"""The guide's acceptance setup: isolated queues, store prefix, events database and call log."""
+"""The guide's acceptance setup: isolated queues, store prefix and events database (which also
+records every stage's calls)."""
 
 from __future__ import annotations
 
@@ -47,7 +48,6 @@ def _pipeline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, run_tag: str, **e
         "PIPELINE_QUEUE_PREFIX": f"{run_tag}.",
         "PIPELINE_STORE_PREFIX": f"{run_tag}:",
         "PIPELINE_DB": str(tmp_path / "events.sqlite3"),
-        "PIPELINE_CALLS": str(tmp_path / "calls.log"),
         **env,
     }
     for key, value in env.items():

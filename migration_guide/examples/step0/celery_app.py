@@ -1,7 +1,9 @@
 """The Celery app of the pipeline, configured from the environment.
 
-PIPELINE_BROKER_URL   broker (default: Redis on loopback)
-PIPELINE_QUEUE_PREFIX prepended to every queue name (tests give each run its own queues)
+PIPELINE_BROKER_URL    broker (default: Redis on loopback)
+PIPELINE_BROKER_PREFIX Redis broker: prefix of every key kombu writes, its queues included, so
+                       that several copies of the pipeline share one Redis (the guide's test)
+PIPELINE_QUEUE_PREFIX  prepended to every queue name (tests give each run its own queues)
 """
 
 from __future__ import annotations
@@ -30,3 +32,5 @@ app.conf.update(
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
 )
+if os.environ.get("PIPELINE_BROKER_PREFIX"):
+    app.conf.broker_transport_options = {"global_keyprefix": os.environ["PIPELINE_BROKER_PREFIX"]}

@@ -1,8 +1,10 @@
 """The Celery app, now serving only the stages still on Celery workers.
 
-PIPELINE_BROKER_URL   broker (default: Redis on loopback; ``filesystem://`` needs no server)
-PIPELINE_BROKER_DIR   the folder a ``filesystem://`` broker keeps its messages in
-PIPELINE_QUEUE_PREFIX prepended to every queue name (tests give each run its own queues)
+PIPELINE_BROKER_URL    broker (default: Redis on loopback; ``filesystem://`` needs no server)
+PIPELINE_BROKER_DIR    the folder a ``filesystem://`` broker keeps its messages in
+PIPELINE_BROKER_PREFIX Redis broker: prefix of every key kombu writes, its queues included, so
+                       that several copies of the pipeline share one Redis (the guide's test)
+PIPELINE_QUEUE_PREFIX  prepended to every queue name (tests give each run its own queues)
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ app.conf.update(
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
 )
+if os.environ.get("PIPELINE_BROKER_PREFIX"):
+    app.conf.broker_transport_options = {"global_keyprefix": os.environ["PIPELINE_BROKER_PREFIX"]}
 if app.conf.broker_url.startswith("filesystem://"):
     # kombu's filesystem transport: messages are files in one folder (the demo's default).
     folder = os.environ.get("PIPELINE_BROKER_DIR", "pipeline-broker")

@@ -1,7 +1,7 @@
 """Starting a workflow from Celery code, through the broker: :func:`workflow_entry`.
 
 ``entry.delay(**args)`` publishes a Celery protocol-2 message for the reserved task name
-:data:`~coda.bridge._celery_in.START_WORKFLOW` to a queue a ``coda supervisor -Q`` consumes; the
+:data:`~coda.bridge._settings.START_WORKFLOW` to a queue a ``coda supervisor -Q`` consumes; the
 supervisor starts the run and acknowledges the message once the run is recorded. The run id is
 chosen here, so a message delivered twice (after a crash) starts one run, not two.
 """
@@ -11,8 +11,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from coda.bridge._celery_in import START_WORKFLOW
+from coda.bridge._settings import START_WORKFLOW
 from coda.data import check_data
+from coda.errors import DataError
 from coda.registry import Workflow
 
 __all__ = ["WorkflowEntry", "workflow_entry"]
@@ -36,7 +37,7 @@ class WorkflowEntry:
     def apply_async(self, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None, *,
                     run_id: str | None = None, queue: str | None = None, **options: Any) -> str:
         if args:
-            raise TypeError(f"workflow {self.name!r} takes keyword arguments only")
+            raise DataError(f"workflow {self.name!r} takes keyword arguments only")
         kwargs = dict(kwargs or {})
         if self.workflow is not None:
             self.workflow.check_args(kwargs)

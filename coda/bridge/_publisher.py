@@ -1,10 +1,10 @@
 """Workflow → Celery: the bridge is a virtual worker inside the supervisor process.
 
-It registers with the dispatcher like a worker (:class:`~coda.supervisor.dispatch.BridgeHello`)
+It registers with the dispatcher like a worker (:class:`~coda.inprocess.BridgeHello`)
 and is handed every task no Coda worker registered. For each it publishes a Celery message with
 Celery's own ``apply_async`` / ``send_task`` (protocol v2, the app's routing and serializer),
 waits for the result through a listener from :mod:`coda.bridge._results`, and answers
-``TaskSucceeded`` / ``TaskFailed`` like any worker. All kombu I/O runs on two threads of its own
+``TaskReturned`` / ``TaskRaised`` like any worker. All kombu I/O runs on two threads of its own
 (one publishes, one listens); results come back to the event loop with ``call_soon_threadsafe``.
 
 A task spawned with a cache key gets a deterministic Celery id derived from its memo key, so a
@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import importlib
 import logging
 import os
 import socket
-import sys
 import threading
 import uuid
 from collections import OrderedDict
@@ -28,15 +26,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from coda import protocol as p
 from coda.bridge._hook import REPLY_PREFIX, hooked
 from coda.bridge._results import ID_PREFIX, Outcome, RedisResults, ReplyQueue, outcome
+from coda.bridge._settings import BridgeSettings, load_celery_app
 from coda.data import check_data
-from coda.errors import BridgeError, DataError
-from coda.supervisor.config import SupervisorConfig
-from coda.supervisor.dispatch import BridgeHello, ExecuteLegacyTask
+from coda.errors import BridgeError, DataError, ErrorInfo, ErrorKind, ProtocolError, refusal, to_wire
+from coda.framing import encode_message
+from coda.inprocess import BridgeHello, ExecuteLegacyTask
+from coda.protocol import CancelExecution, TaskRaised, TaskReturned
 
-__all__ = ["CeleryBridge", "celery_task_id", "load_celery_app"]
+__all__ = ["CeleryBridge", "celery_task_id"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,25 +48,6 @@ _ABANDONED_KEPT = 10_000
 def celery_task_id(memo_key: bytes | None) -> str:
     """The Celery task id for a spawn: derived from its memo key, random without one."""
     return ID_PREFIX + (memo_key.hex() if memo_key is not None else uuid.uuid4().hex)
-
-
-def load_celery_app(spec: str) -> Any:
-    """``module:attribute`` → the Celery app object (``module`` alone finds ``app``/``celery``)."""
-    module_name, _, attr = spec.partition(":")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:
-        raise BridgeError(f"--celery-app {spec!r}: cannot import {module_name!r}: {exc}") from exc
-    names = [attr] if attr else ["app", "celery"]
-    for name in names:
-        app = getattr(module, name, None)
-        if app is not None:
-            if not hasattr(app, "send_task") or not hasattr(app, "backend"):
-                raise BridgeError(f"--celery-app {spec!r}: {name!r} is not a Celery app but {app!r}")
-            return app
-    raise BridgeError(f"--celery-app {spec!r}: module {module_name!r} has no attribute {' or '.join(names)}")
 
 
 @dataclass(eq=False)
@@ -86,9 +66,8 @@ class CeleryBridge:
     """The supervisor's Celery side: :meth:`start`, then :meth:`handle` what the dispatcher
     sends it; answers go to ``deliver`` (the dispatcher, on the event loop)."""
 
-    def __init__(self, config: SupervisorConfig, deliver: Callable[[Any], None]) -> None:
-        assert config.celery_app is not None
-        self.config = config
+    def __init__(self, settings: BridgeSettings, deliver: Callable[[TaskReturned | TaskRaised], None]) -> None:
+        self.settings = settings
         self.deliver = deliver
         self.app: Any = None
         self.mode = ""
@@ -114,11 +93,10 @@ class CeleryBridge:
         from celery.backends.redis import RedisBackend
         from celery.backends.rpc import RPCBackend
 
-        assert self.config.celery_app is not None
         self._loop = asyncio.get_running_loop()
-        app = self.app = load_celery_app(self.config.celery_app)
-        if self.config.broker:
-            app.conf.broker_url = self.config.broker
+        app = self.app = load_celery_app(self.settings.celery_app)
+        if self.settings.broker:
+            app.conf.broker_url = self.settings.broker
         if app.conf.task_always_eager:
             raise BridgeError("the Celery app has task_always_eager set: the bridge would run tasks in the supervisor")
         backend = app.backend
@@ -139,9 +117,9 @@ class CeleryBridge:
         self._thread.start()
         if not await asyncio.to_thread(listener.ready.wait, 30.0):
             listener.stop()
-            raise BridgeError(f"the bridge cannot reach the Celery broker/result backend of {self.config.celery_app}")
-        logger.info("coda.bridge.started: app %s, results by %s, started notices %s",
-                    self.config.celery_app, self.mode, "on" if self.notices else "off")
+            raise BridgeError(f"the bridge cannot reach the Celery broker/result backend of {self.settings.celery_app}")
+        logger.info("coda.bridge.started", extra={
+            "app": self.settings.celery_app, "results": self.mode, "started_notices": self.notices})
         return BridgeHello(capacity=_CAPACITY)
 
     async def stop(self) -> None:
@@ -158,13 +136,14 @@ class CeleryBridge:
 
     # -- from the dispatcher ------------------------------------------------------------------------
 
-    def handle(self, msg: Any) -> None:
-        if type(msg) is ExecuteLegacyTask:
-            self._execute(msg)
-        elif type(msg) is p.CancelExecution:
-            self._cancel(msg.exec_id)
-        else:
-            logger.warning("coda.bridge.unexpected_message: %s", type(msg).__name__)
+    def handle(self, msg: object) -> None:
+        match msg:
+            case ExecuteLegacyTask():
+                self._execute(msg)
+            case CancelExecution():
+                self._cancel(msg.exec_id)
+            case _:
+                logger.warning("coda.bridge.unexpected_message", extra={"type": type(msg).__name__})
 
     def _execute(self, msg: ExecuteLegacyTask) -> None:
         celery_id = celery_task_id(msg.memo_key)
@@ -181,7 +160,7 @@ class CeleryBridge:
         if celery_id in self.abandoned:
             # We gave up waiting for it once; the message is still out there, so wait again.
             late = self.abandoned.pop(celery_id)
-            logger.info("coda.bridge.reattached: %s %s", msg.task, celery_id)
+            logger.info("coda.bridge.reattached", extra={"task": msg.task, "celery_id": celery_id})
             self._arm(entry)
             if late is not None:
                 self._loop_call(self._on_meta, late)
@@ -196,8 +175,8 @@ class CeleryBridge:
         if entry is None or celery_id is None:
             return
         entry.exec_ids.remove(exec_id)
-        error = p.ErrorInfo("coda.errors.InvalidState", f"its run was cancelled; Celery task {celery_id} revoked", "", "cancelled")
-        self._loop_call(self.deliver, p.TaskFailed(exec_id, error, None))
+        error = refusal(ErrorKind.CANCELLED, f"its run was cancelled; Celery task {celery_id} revoked")
+        self._loop_call(self.deliver, TaskRaised(exec_id, error, None))
         if not entry.exec_ids:
             self._forget(entry)
             self.revoked.add(celery_id)
@@ -225,7 +204,7 @@ class CeleryBridge:
         try:
             self.app.control.revoke(celery_id, terminate=True)
         except Exception as exc:  # noqa: BLE001 - the run is cancelled either way
-            logger.warning("coda.bridge.revoke_failed: %s: %s", celery_id, exc)
+            logger.warning("coda.bridge.revoke_failed", extra={"celery_id": celery_id, "reason": str(exc)})
 
     # -- back on the event loop ---------------------------------------------------------------------
 
@@ -236,11 +215,12 @@ class CeleryBridge:
         exc = future.exception()
         if exc is not None:
             message = f"cannot publish Celery task {entry.task!r} to queue {entry.queue!r}: {type(exc).__name__}: {exc}"
-            self._fail(entry, p.ErrorInfo("coda.errors.BridgeError", message, "", "error"))
+            # The task failed (a TaskFailed in the workflow), for a reason of the bridge's.
+            self._fail(entry, to_wire(BridgeError(message), ErrorKind.ERROR))
             return
         found = future.result()
         if found is not None:
-            logger.info("coda.bridge.found_existing: %s %s is %s", entry.task, celery_id, found.get("status"))
+            logger.info("coda.bridge.found_existing", extra={"task": entry.task, "celery_id": celery_id, "status": found.get("status")})
             self._on_meta(found)
         if celery_id in self.awaited and entry.timer is None:
             self._arm(entry)
@@ -266,12 +246,15 @@ class CeleryBridge:
         elif result.state == "success":
             try:
                 check_data(result.value, f"result of Celery task {entry.task!r}")
-            except DataError as exc:
-                self._fail(entry, p.ErrorInfo("coda.errors.DataError", str(exc), "", "error"))
+                # A value msgpack refuses (a lone surrogate JSON can carry) fails the task here,
+                # before it is memoized, not later in the supervisor's writes.
+                encode_message(TaskReturned(0, result.value))
+            except (DataError, ProtocolError) as exc:
+                self._fail(entry, to_wire(exc, ErrorKind.ERROR))
                 return
             self._forget(entry)
             for exec_id in entry.exec_ids:
-                self.deliver(p.TaskSucceeded(exec_id, result.value))
+                self.deliver(TaskReturned(exec_id, result.value))
         else:
             self._fail(entry, result.value)
 
@@ -281,7 +264,7 @@ class CeleryBridge:
         if entry.timer is not None:
             entry.timer.cancel()
         pickup = self.notices and not entry.started
-        delay = self.config.bridge_pickup_timeout if pickup else self.config.bridge_result_timeout
+        delay = self.settings.pickup_timeout if pickup else self.settings.result_timeout
         entry.timer = self._loop.call_later(delay, self._expired, entry.celery_id, pickup, delay)
 
     def _expired(self, celery_id: str, pickup: bool, delay: float) -> None:
@@ -297,16 +280,16 @@ class CeleryBridge:
                        f"module call coda.bridge.install(app)?{hint}")
         else:
             message = f"no result for Celery task {entry.task!r} (queue {entry.queue!r}, id {celery_id}) within {delay:g}s"
-        logger.warning("coda.bridge.timeout: %s", message)
+        logger.warning("coda.bridge.timeout", extra={"celery_id": celery_id, "reason": message})
         self.abandoned[celery_id] = None
         while len(self.abandoned) > _ABANDONED_KEPT:
             self.abandoned.popitem(last=False)
-        self._fail(entry, p.ErrorInfo("coda.errors.TaskTimeout", message, "", "timeout"))
+        self._fail(entry, refusal(ErrorKind.TIMEOUT, message))
 
-    def _fail(self, entry: _Awaited, error: p.ErrorInfo) -> None:
+    def _fail(self, entry: _Awaited, error: ErrorInfo) -> None:
         self._forget(entry)
         for exec_id in entry.exec_ids:
-            self.deliver(p.TaskFailed(exec_id, error, None))  # Celery already did its own retries
+            self.deliver(TaskRaised(exec_id, error, None))  # Celery already did its own retries
 
     # -- bookkeeping --------------------------------------------------------------------------------
 
