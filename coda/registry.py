@@ -3,6 +3,15 @@
 Every definition lands in the process-wide :data:`REGISTRY`; a worker imports the ``-A``
 modules and tells its supervisor what the registry holds. The decorated object stays callable
 as the plain function, so unit tests can call it directly.
+
+A name declared again replaces the earlier definition, as Celery's ``register_task`` does: a
+test that declares its task per test, Django's autoreload, a module imported twice. Where the
+earlier definition is still alive (something other than the registry holds it: a module, a
+caller), two different live definitions would race for the name in one worker, whichever is
+imported last winning; that is logged as a warning (``coda.registry.name_replaced``) naming
+both. Replacing a definition of the same function, or one nothing holds any more, is silent.
+(``coda.compat`` tasks additionally follow Celery's registry, which is per app: a compat
+definition runs whatever task the Celery app registered under the name.)
 """
 
 from __future__ import annotations
@@ -10,7 +19,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import logging
 import sys
+import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, ParamSpec, TypeVar, overload
@@ -31,6 +42,8 @@ __all__ = [
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,8 +110,13 @@ class Task(Generic[P, R]):
         self.retry_delay = float(retry_delay)
         self.timeout = timeout
         self.is_async = inspect.iscoroutinefunction(fn)
-        self._signature = inspect.signature(fn)
         functools.update_wrapper(self, fn)
+
+    @functools.cached_property
+    def _signature(self) -> inspect.Signature:
+        # On first use: reading a signature costs more than the rest of a declaration, and
+        # test suites declare thousands of tasks that are never spawned.
+        return inspect.signature(self.fn)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.fn(*args, **kwargs)
@@ -180,8 +198,8 @@ class Workflow(Generic[P, R]):
 
 
 class Registry:
-    """Name → definition, for tasks and for workflows. Re-registering the same function (a
-    module imported twice) replaces it; a different function under a taken name is an error."""
+    """Name → definition, for tasks and for workflows. A name declared again is replaced; see
+    the module docstring for when that is worth a warning."""
 
     def __init__(self) -> None:
         self.tasks: dict[str, Task[Any, Any]] = {}
@@ -196,12 +214,19 @@ class Registry:
     @staticmethod
     def _add(table: dict[str, Any], kind: str, definition: Any) -> None:
         old = table.get(definition.name)
-        if old is not None and old.qualified_function != definition.qualified_function:
-            raise RegistrationError(
-                f"{kind} name {definition.name!r} is taken twice: by {old.qualified_function} "
-                f"and by {definition.qualified_function}; give one of them another name="
-            )
         table[definition.name] = definition
+        if old is None or old is definition or old.qualified_function == definition.qualified_function:
+            return
+        # The registry held one reference, and this frame the other: anything left is a holder
+        # outside, i.e. a definition that is still live and no longer runs under its name.
+        earlier, replaced = old.qualified_function, weakref.ref(old)
+        del old
+        if replaced() is not None:
+            # Both still live: the name now runs the latter; one of them wants another name=.
+            logger.warning(
+                "coda.registry.name_replaced",
+                extra={"kind": kind, "task_name": definition.name, "earlier": earlier, "now": definition.qualified_function},
+            )
 
 
 REGISTRY = Registry()

@@ -13,9 +13,7 @@ import coda
 from coda.logs import EventFormatter
 
 _LEVELS = {"debug", "info", "warning", "error", "exception", "critical", "log"}
-# coda/compat still logs "event: text %s" lines; it moves to extra={...} with its next change
-# (it is being reworked for Celery conformance meanwhile).
-_NOT_YET = {"compat"}
+_NOT_YET: set[str] = set()
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
 
 

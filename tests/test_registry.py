@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 
@@ -31,16 +32,67 @@ def test_default_name_is_module_and_qualname() -> None:
     assert named.name == f"{__name__}.test_default_name_is_module_and_qualname.<locals>.named"
 
 
-def test_two_functions_under_one_name_fail_naming_both() -> None:
+REPLACED = "coda.registry.name_replaced"
+
+
+def _replaced(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.getMessage().startswith(REPLACED)]
+
+
+def test_two_live_functions_under_one_name_warn_naming_both(caplog: pytest.LogCaptureFixture) -> None:
     @coda.task(name="tests.registry.dup")
-    def first() -> None: ...
+    def first() -> str:
+        return "first"
 
-    with pytest.raises(RegistrationError) as err:
-        @coda.task(name="tests.registry.dup")
-        def second() -> None: ...
+    @coda.task(name="tests.registry.dup")
+    def second() -> str:
+        return "second"
 
-    assert "tests.registry.dup" in str(err.value)
-    assert "first" in str(err.value) and "second" in str(err.value)
+    # The name runs the latest definition, as Celery's register_task does; both functions are
+    # still held here, so they would race in one worker: that is worth a warning naming both.
+    assert REGISTRY.tasks["tests.registry.dup"] is second
+    [record] = _replaced(caplog)
+    assert record.levelno == logging.WARNING and record.task_name == "tests.registry.dup"  # type: ignore[attr-defined]
+    assert (record.earlier, record.now) == (first.qualified_function, second.qualified_function)  # type: ignore[attr-defined]
+    assert record.earlier.endswith("<locals>.first") and record.now.endswith("<locals>.second")  # type: ignore[attr-defined]
+    assert first() == "first"  # each stays callable as its function
+
+
+def test_redefinition_replaces_silently_when_the_earlier_is_gone_or_the_same(caplog: pytest.LogCaptureFixture) -> None:
+    def declare(tag: str) -> coda.Task[[], str]:
+        @coda.task(name="tests.registry.per_test")
+        def body() -> str:  # one qualified function, declared anew each time (a task per test)
+            return tag
+
+        return body
+
+    one = declare("one")
+    two = declare("two")
+    assert REGISTRY.tasks["tests.registry.per_test"] is two and two() == "two" and one() == "one"
+
+    def make_gone() -> None:
+        @coda.task(name="tests.registry.gone")
+        def gone() -> None: ...
+
+    make_gone()  # nothing holds it once the function returned
+
+    @coda.task(name="tests.registry.gone")
+    def successor() -> int:
+        return 1
+
+    assert REGISTRY.tasks["tests.registry.gone"] is successor
+    assert _replaced(caplog) == []
+
+
+def test_workflows_follow_the_same_rule(caplog: pytest.LogCaptureFixture) -> None:
+    @coda.workflow(name="tests.registry.wf_dup")
+    async def first() -> None: ...
+
+    @coda.workflow(name="tests.registry.wf_dup")
+    async def second() -> None: ...
+
+    assert REGISTRY.workflows["tests.registry.wf_dup"] is second
+    assert [r.kind for r in _replaced(caplog)] == ["workflow"]  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(

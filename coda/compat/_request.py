@@ -35,10 +35,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import celery.app.trace
 from celery import states
 from celery.exceptions import Reject
 
+from coda.compat import _celery
 from coda.errors import CompatError
 from coda.registry import ExecInfo
 
@@ -145,7 +145,9 @@ def run_under_coda(tracer: Any, task: Any, kwargs: dict[str, Any], info: ExecInf
         if execution.retry_options is not None:
             # retry(throw=False) and then returned: Celery would run the task again *and*
             # record this success; Coda keeps the success.
-            logger.warning("coda.compat.retry_ignored: task %s returned after retry(throw=False)", task.name)
+            logger.warning(
+                "coda.compat.retry_ignored", extra={"task_name": task.name, "reason": "returned after retry(throw=False)"}
+            )
         return outcome.retval
     state, exc = trace_info.state, trace_info.retval
     if state == states.RETRY and execution.retry_options is not None:
@@ -162,6 +164,4 @@ def run_under_coda(tracer: Any, task: Any, kwargs: dict[str, Any], info: ExecInf
 def build_tracer(task: Any) -> Any:
     """Celery's tracer for ``task``, looked up at call time so instrumentation that patches
     ``celery.app.trace.build_tracer`` (error-tracking SDKs do) sees Coda executions too."""
-    return celery.app.trace.build_tracer(
-        task.name, task, hostname=_HOSTNAME, eager=True, propagate=False, app=task.app
-    )
+    return _celery.build_tracer(task, _HOSTNAME)

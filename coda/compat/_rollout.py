@@ -151,15 +151,15 @@ def route(
         return None
     named = _as_kwargs(task, args, kwargs)
     if named is None:
-        logger.info("coda.compat.rollout.not_routable: %s: its arguments cannot be named", task.name)
+        logger.info("coda.compat.rollout.not_routable", extra={"task_name": task.name, "reason": "its arguments cannot be named"})
         return None
     try:
         check_data(named, "kwargs")
     except DataError as exc:
-        logger.info("coda.compat.rollout.not_routable: %s: %s", task.name, exc)
+        logger.info("coda.compat.rollout.not_routable", extra={"task_name": task.name, "reason": str(exc)})
         return None
     run_id = task_id or str(uuid.uuid4())
     client = sync_client()
     handle = client.start(RUN_TASK, {"task": task.name, "kwargs": named}, run_id=run_id)
-    logger.debug("coda.compat.rollout.routed: %s run %s", task.name, handle.run_id)
+    logger.debug("coda.compat.rollout.routed", extra={"task_name": task.name, "run_id": handle.run_id})
     return CodaAsyncResult(handle.run_id, task.name, task.app, client)

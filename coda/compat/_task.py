@@ -11,6 +11,7 @@ workers use — routes and retries the same as the proxy.
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 import logging
 import threading
@@ -18,26 +19,27 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import celery
-import celery.local
 import wrapt
-from celery import _state as celery_state
 
-from coda.compat import _request, _rollout
+from coda.compat import _celery, _request, _rollout
 from coda.data import check_data
 from coda.errors import CompatError, DataError, RegistrationError
 from coda.registry import REGISTRY, ExecInfo, Task
 
-__all__ = ["CodaTaskMixin", "CompatTask", "CompatTaskProxy", "task"]
+__all__ = ["CodaTaskMixin", "CompatTask", "CompatTaskProxy", "adopt", "inject", "task"]
 
 logger = logging.getLogger(__name__)
 
 # Options Celery reads that are not attributes of ``celery.Task`` (``_task_from_fun``'s own
-# parameters, autoretry, routing). Anything else must be an attribute of the base class.
+# parameters, ``app.task``'s, autoretry, routing). Celery accepts any other keyword too (it
+# becomes an attribute of the task class), and so does coda.compat: an option neither of them
+# knows is only worth a debug line, since a typo is then as silent as under Celery.
 _CELERY_OPTIONS = frozenset(
     {
-        "autoretry_for", "base", "bind", "dont_autoretry_for", "exchange", "exchange_type", "name",
-        "pydantic", "pydantic_context", "pydantic_dump_kwargs", "pydantic_strict", "queue",
-        "retry_backoff", "retry_backoff_max", "retry_jitter", "retry_kwargs", "routing_key",
+        "autoretry_for", "base", "bind", "compression", "delivery_mode", "dont_autoretry_for", "exchange",
+        "exchange_type", "expires", "filter", "immediate", "lazy", "mandatory", "name", "priority", "pydantic",
+        "pydantic_context", "pydantic_dump_kwargs", "pydantic_strict", "queue", "retry_backoff",
+        "retry_backoff_max", "retry_jitter", "retry_kwargs", "routing_key", "shared",
     }
 )
 _CODA_OPTIONS = frozenset({"cache_key", "rollout"})
@@ -68,10 +70,9 @@ class CompatTask(Task[..., Any]):
         self.cache_key = cache_key
         self.rollout = rollout
         self._resolve = resolve
-        params = list(self._signature.parameters.values())
-        self._call_signature = self._signature.replace(parameters=params[1:]) if bind else self._signature
         self._tracer: tuple[Any, Any] | None = None
         self._tracer_lock = threading.Lock()
+        self._mismatch_told = False
 
     def __repr__(self) -> str:
         return f"<coda.compat.task {self.name}>"
@@ -79,8 +80,29 @@ class CompatTask(Task[..., Any]):
     def celery_task(self) -> Any:
         """The task Celery registered (in the current app), with the Coda mixin."""
         found = self._resolve()
-        _inject(found)
+        if found.name != self.name and not self._mismatch_told:
+            # An app whose gen_task_name differs from module + function: Coda cannot know it
+            # when the shared task is declared.
+            self._mismatch_told = True
+            logger.warning(
+                "coda.compat.name_mismatch",
+                extra={"function": self.qualified_function, "task_name": self.name, "celery_name": found.name,
+                       "fix": "pass name="},
+            )
+        inject(found)
         return found
+
+    def made(self, found: Any) -> bool:
+        """Whether Celery made ``found`` from this definition's function (a pydantic task's
+        ``run`` wraps it)."""
+        fn = _celery.task_function(found)[0]
+        return fn is self.fn or getattr(fn, "__wrapped__", None) is self.fn
+
+    @functools.cached_property
+    def _call_signature(self) -> inspect.Signature:
+        """The signature a spawn's args bind to (without ``self`` under ``bind=True``)."""
+        params = list(self._signature.parameters.values())
+        return self._signature.replace(parameters=params[1:]) if self.bind else self._signature
 
     def check_args(self, args: dict[str, Any]) -> None:
         try:
@@ -126,36 +148,34 @@ class CodaTaskMixin:
         found = REGISTRY.tasks.get(self.name)
         return found if isinstance(found, CompatTask) else None
 
-    def apply_async(
-        self,
-        args: Any = None,
-        kwargs: Any = None,
-        task_id: str | None = None,
-        producer: Any = None,
-        link: Any = None,
-        link_error: Any = None,
-        shadow: Any = None,
-        **options: Any,
-    ) -> Any:
+    def apply_async(self, *call_args: Any, **call_kwargs: Any) -> Any:
+        # Whatever is not Coda's to decide goes on to Celery exactly as it came: a class-level
+        # patch of ``celery.Task.apply_async`` (mock.patch.object, sentry-python) sees the call
+        # the caller made, as without coda.compat.
+        parts = dict(zip(_APPLY_ASYNC_PARAMETERS, call_args))
+        parts.update(call_kwargs)
+        args, kwargs, task_id = parts.get("args"), parts.get("kwargs"), parts.get("task_id")
+        options = {k: v for k, v in parts.items() if k not in _APPLY_ASYNC_PARAMETERS}
         if _request.capture_retry(self.name, task_id, args, kwargs, options):
             return self.AsyncResult(task_id)  # type: ignore[attr-defined]
         definition = self.__coda_task__
         if definition is not None:
-            routed = _rollout.route(
-                self, definition.rollout, args, kwargs, task_id, {**options, "link": link, "link_error": link_error}
-            )
+            options.update(link=parts.get("link"), link_error=parts.get("link_error"))
+            routed = _rollout.route(self, definition.rollout, args, kwargs, task_id, options)
             if routed is not None:
                 return routed
-        return super().apply_async(  # type: ignore[misc]
-            args, kwargs, task_id=task_id, producer=producer, link=link, link_error=link_error, shadow=shadow, **options
-        )
+        return super().apply_async(*call_args, **call_kwargs)  # type: ignore[misc]
+
+
+# ``celery.Task.apply_async``'s named parameters, in order (the rest is ``**options``).
+_APPLY_ASYNC_PARAMETERS = ("args", "kwargs", "task_id", "producer", "link", "link_error", "shadow")
 
 
 _mixed: dict[type, type] = {}
 _mixed_lock = threading.Lock()
 
 
-def _inject(found: Any) -> None:
+def inject(found: Any) -> None:
     """Give the registered task instance a class with the Coda mixin in front. A subclass of
     whatever class Celery built (the app's ``task_cls``, the user's ``base=``) keeps all of its
     behaviour, and works as well for tasks created before ``coda.compat`` saw them."""
@@ -172,22 +192,32 @@ def _inject(found: Any) -> None:
             found.__class__ = mixed
 
 
-def _inject_when_created(celery_name: Callable[[Any], str]) -> None:
-    """Inject into the task in every app: finalized ones now, the others once they finalize
-    (after all their tasks exist). Nothing here evaluates a lazy task."""
+def _inject_into_app(app: Any) -> None:
+    """Inject into every task of ``app`` that a ``coda.compat`` definition was made from."""
+    for name, found in list(_celery.registered_tasks(app).items()):
+        definition = REGISTRY.tasks.get(name)
+        if isinstance(definition, CompatTask) and definition.made(found):
+            inject(found)
 
-    def inject_into(app: Any) -> None:
-        found = app._tasks.get(celery_name(app))
-        if found is not None:
-            _inject(found)
 
-    def on_finalize(app: Any) -> None:
-        app.on_after_finalize.connect(lambda sender, **_: inject_into(sender), weak=False)
+def _on_finalize(app: Any) -> None:
+    # Called as the app finalizes, before its pending ``@app.task``s exist: inject once it is done.
+    app.on_after_finalize.connect(lambda sender, **_: _inject_into_app(sender), weak=False)
 
-    celery_state.connect_on_app_finalize(on_finalize)
-    for app in celery_state._get_active_apps():
+
+# One callback for every app and every task (not one per task: Celery calls each on every
+# finalize, and test suites finalize an app per test).
+_celery.on_app_finalize(_on_finalize)
+
+
+def _inject_into_finalized(name: str, definition: CompatTask, apps: list[Any] | None = None) -> None:
+    """Inject into the task ``name`` in every app (of ``apps``) finalized already (those finalized
+    later are handled by ``_on_finalize``). Nothing here evaluates a lazy task."""
+    for app in _celery.active_apps() if apps is None else apps:
         if app.finalized:
-            inject_into(app)
+            found = _celery.registered_tasks(app).get(name)
+            if found is not None and definition.made(found):
+                inject(found)
 
 
 class _Forwarded:
@@ -248,12 +278,16 @@ def _check_options(owner: str, options: dict[str, Any]) -> None:
     base = options.get("base")
     if base is not None and not (isinstance(base, type) and issubclass(base, celery.Task)):
         raise RegistrationError(f"{owner}: base= must be a celery.Task subclass, got {base!r}")
+    if not logger.isEnabledFor(logging.DEBUG):
+        return
     valid = _CELERY_OPTIONS | _CODA_OPTIONS | {a for a in dir(base or celery.Task) if not a.startswith("_")}
-    for key in sorted(options):
-        if key not in valid:
-            close = difflib.get_close_matches(key, sorted(valid), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise RegistrationError(f"{owner}: unknown option {key!r}{hint} (neither Celery nor Coda knows it)")
+    for key in sorted(set(options) - valid):
+        close = difflib.get_close_matches(key, sorted(valid), n=1)
+        # Neither Celery's nor Coda's: it becomes an attribute of the task class, as in Celery.
+        logger.debug(
+            "coda.compat.unknown_option",
+            extra={"task_name": owner, "option": key, "did_you_mean": close[0] if close else None},
+        )
 
 
 def _check_coda_options(owner: str, cache_key: Any, rollout: Any) -> float:
@@ -275,45 +309,66 @@ def _check_bind(owner: str, fn: Callable[..., Any]) -> None:
         )
 
 
-def _decorate(fn: Callable[..., Any], options: dict[str, Any]) -> CompatTaskProxy:
+def _timeout_of(owner: str, time_limit: Any) -> float | None:
+    """Coda's hard timeout from Celery's ``time_limit`` (None or 0: no limit, as in Celery)."""
+    if time_limit is None or time_limit is False or time_limit == 0:
+        return None
+    if type(time_limit) not in (int, float) or time_limit < 0:
+        raise RegistrationError(f"{owner}: time_limit must be a number >= 0 or None, got {time_limit!r}")
+    return float(time_limit)
+
+
+def _decorate(fn: Callable[..., Any], options: dict[str, Any], app: Any = None) -> Any:
+    """``@task(**options)`` over ``fn``: a shared task (``app`` None, as ``@shared_task``) or a
+    task of ``app`` (as ``@app.task``), handed to Celery's own decorator unchanged."""
     if not inspect.isfunction(fn):
         raise RegistrationError(f"coda.compat.task decorates a function or wraps a Celery task, not {fn!r}")
-    if fn.__module__ == "__main__" and "name" not in options:
+    given = options.get("name")
+    if app is not None:
+        name = given or app.gen_task_name(fn.__name__, fn.__module__)
+    elif fn.__module__ == "__main__" and not given:
         raise RegistrationError(f"coda.compat.task {fn.__qualname__}: a task defined in __main__ needs name=")
-    # Celery's default name (its gen_task_name without an app: module + function name).
-    name = options.get("name") or f"{fn.__module__}.{fn.__name__}"
+    else:
+        # Celery's default name (its gen_task_name without an app: module + function name).
+        name = given or f"{fn.__module__}.{fn.__name__}"
     owner = f"coda.compat.task {name!r}"
     if type(name) is not str or not name.strip():
         raise RegistrationError(f"{owner}: name must be a non-empty str")
     _check_options(owner, options)
-    cache_key = options.pop("cache_key", None)
-    rollout = _check_coda_options(owner, cache_key, options.pop("rollout", 0.0))
+    celery_options = {k: v for k, v in options.items() if k not in _CODA_OPTIONS}
+    rollout = _check_coda_options(owner, options.get("cache_key"), options.get("rollout", 0.0))
     if options.get("bind", False):
         _check_bind(owner, fn)
-    time_limit = options.get("time_limit")
-    if time_limit is not None and (type(time_limit) not in (int, float) or time_limit <= 0):
-        raise RegistrationError(f"{owner}: time_limit must be a number > 0, got {time_limit!r}")
+    timeout = _timeout_of(owner, options.get("time_limit"))
 
-    lazy = celery.shared_task(**options)(fn)  # a lazy proxy: nothing is created until used
+    if app is None:
+        created = _celery.ORIGINAL_SHARED_TASK(**celery_options)(fn)  # a lazy proxy
+    else:
+        created = _celery.ORIGINAL_APP_TASK(app, **celery_options)(fn)  # lazy until the app finalizes
+    # Celery's execv mode calls (the installed) shared_task itself. By type: isinstance() on a
+    # lazy proxy evaluates it, which would read the app's configuration too early.
+    if issubclass(type(created), CompatTaskProxy):
+        return created
     definition = CompatTask(
         fn,
         name=name,
-        resolve=lazy._get_current_object,
+        resolve=_resolver(created),
         bind=bool(options.get("bind", False)),
-        cache_key=cache_key,
+        cache_key=options.get("cache_key"),
         rollout=rollout,
-        timeout=None if time_limit is None else float(time_limit),
+        timeout=timeout,
     )
     REGISTRY.add_task(definition)
+    # Celery creates a shared task in every finalized app at once, an @app.task only in its app
+    # (other apps create theirs when they finalize, where _on_finalize injects).
+    _inject_into_finalized(name, definition, None if app is None else [app])
+    return CompatTaskProxy(created, definition)
 
-    def celery_name(app: Any) -> str:
-        actual: str = options.get("name") or app.gen_task_name(fn.__name__, fn.__module__)
-        if actual != name:
-            logger.warning("coda.compat.name_mismatch: Celery names %s %r, Coda %r; pass name=", fn.__qualname__, actual, name)
-        return actual
 
-    _inject_when_created(celery_name)
-    return CompatTaskProxy(lazy, definition)
+def _resolver(created: Any) -> Callable[[], Any]:
+    if _celery.is_lazy(created):
+        return lambda: _celery.current_object(created)
+    return lambda: created
 
 
 def _wrap(existing: Any, options: dict[str, Any]) -> CompatTaskProxy:
@@ -325,30 +380,36 @@ def _wrap(existing: Any, options: dict[str, Any]) -> CompatTaskProxy:
         )
     try:
         # Wrapping needs the task itself (its name and function); the decorator stays lazy.
-        found = existing._get_current_object() if isinstance(existing, celery.local.Proxy) else existing
+        found = _celery.current_object(existing) if _celery.is_lazy(existing) else existing
     except Exception as exc:
         raise RegistrationError(f"coda.compat.task: cannot get the Celery task behind {existing!r}: {exc!r}") from exc
+    definition = adopt(found, _resolver(existing), options.get("cache_key"), options.get("rollout", 0.0))
+    return CompatTaskProxy(existing, definition)
+
+
+def adopt(
+    found: Any, resolve: Callable[[], Any] | None = None, cache_key: Any = None, rollout: Any = 0.0
+) -> CompatTask:
+    """Make ``found``, a task Celery created, a ``coda.compat`` task: registered with Coda and
+    with the mixin."""
+    fn, bound = _celery.task_function(found)
     name = found.name
     owner = f"coda.compat.task {name!r}"
-    cache_key = options.get("cache_key")
-    rollout = _check_coda_options(owner, cache_key, options.get("rollout", 0.0))
-    run = getattr(found, "_orig_run", None) or found.run  # autoretry wraps run in a closure
-    bind = inspect.ismethod(run)
-    fn = getattr(found, "_decorated_fun", None) or (run.__func__ if bind else run)
+    share = _check_coda_options(owner, cache_key, rollout)
     time_limit = getattr(found, "time_limit", None)
-    resolve: Callable[[], Any]
-    if isinstance(existing, celery.local.Proxy):
-        resolve = existing._get_current_object
-    else:
-        resolve = lambda: existing  # noqa: E731
     definition = CompatTask(
-        fn, name=name, resolve=resolve, bind=bind, cache_key=cache_key, rollout=rollout,
-        timeout=float(time_limit) if time_limit else None,
+        fn,
+        name=name,
+        resolve=resolve or (lambda: found),
+        bind=bound,
+        cache_key=cache_key,
+        rollout=share,
+        timeout=float(time_limit) if isinstance(time_limit, (int, float)) and time_limit > 0 else None,
     )
     REGISTRY.add_task(definition)
-    _inject(found)
-    _inject_when_created(lambda app: name)
-    return CompatTaskProxy(existing, definition)
+    inject(found)
+    _inject_into_finalized(name, definition)
+    return definition
 
 
 def task(*args: Any, **options: Any) -> Any:
@@ -368,7 +429,7 @@ def task(*args: Any, **options: Any) -> Any:
             raise RegistrationError(f"coda.compat.task: {target!r} is already a coda.compat task")
         return target
     # Checked by type first: isinstance() on Celery's lazy proxy would evaluate it.
-    if isinstance(target, celery.local.Proxy) or (not inspect.isfunction(target) and isinstance(target, celery.Task)):
+    if _celery.is_lazy(target) or (not inspect.isfunction(target) and isinstance(target, celery.Task)):
         return _wrap(target, options)
     if isinstance(target, type) and issubclass(target, celery.Task):
         raise RegistrationError(
