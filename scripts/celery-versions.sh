@@ -2,13 +2,13 @@
 # Run coda.compat's tests against every Celery version pyproject.toml declares (the private
 # Celery API that coda/compat/_celery.py fences is checked on each), one virtualenv per version
 # under $CODA_CONFORMANCE_CACHE (default ~/.cache/coda-conformance).
-#   scripts/celery-versions.sh [VERSION ...]      default: the first and last release of each minor
+#   scripts/celery-versions.sh [VERSION ...]      default: every release pyproject.toml declares (>= 5.7)
 #   CELERY_VERSIONS_TESTS="tests/compat ..."       what to run (default: below)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cache="${CODA_CONFORMANCE_CACHE:-$HOME/.cache/coda-conformance}"
 versions=("$@")
-[ ${#versions[@]} -gt 0 ] || versions=(5.4.0 5.5.3 5.6.3 5.7.0)
+[ ${#versions[@]} -gt 0 ] || versions=(5.7.0)
 tests=${CELERY_VERSIONS_TESTS:-"tests/compat tests/test_registry.py"}
 status=0
 for version in "${versions[@]}"; do

@@ -4,7 +4,8 @@ Celery has no public way to see an app's tasks without finalizing the app, to he
 being finalized, or to be told when it creates a task; ``coda.compat`` needs all three, so it
 reads them here, and only here. Each function says what it reads.
 
-Checked against Celery 5.4.0, 5.5.3, 5.6.3 and 5.7.0 (the range ``pyproject.toml`` declares):
+Checked against Celery 5.4.0, 5.5.3, 5.6.3 and 5.7.0 (``pyproject.toml`` declares >= 5.7, the floor the
+bridge needs; the names read here are the same on all four):
 ``tests/compat/test_celery_private.py`` pins every name below, and ``scripts/celery-versions.sh``
 runs that file and ``tests/compat`` against each of those versions.
 """
