@@ -136,7 +136,7 @@ class RedisStore(Store):
             self._check_schema()
         except (redis.RedisError, OSError) as exc:
             raise self._error(exc, "cannot open") from None
-        logger.info("coda.store.opened: %s", self.describe(), extra={"store": self.describe()})
+        logger.info("coda.store.opened", extra={"store": self.describe()})
 
     def _check_schema(self) -> None:
         for _ in range(2):

@@ -172,7 +172,7 @@ class SQLiteStore(Store):
                     conn.close()
                     raise StoreUnavailable(f"{self.describe()}: cannot switch to WAL journal mode (got {mode!r})")
                 self._writer = conn
-        logger.info("coda.store.opened: %s", self.describe(), extra={"store": self.describe()})
+        logger.info("coda.store.opened", extra={"store": self.describe()})
 
     def _check_schema(self, conn: sqlite3.Connection) -> None:
         conn.execute("BEGIN IMMEDIATE")  # two supervisors opening one new file: one creates it

@@ -230,9 +230,8 @@ class StoreWriter:
             except Exception as exc:
                 error = exc if isinstance(exc, StoreError) else StoreError(f"{self.store.describe()}: commit failed: {exc!r}")
                 logger.error(
-                    "coda.store.commit_failed: %s: %s (%s records, %s waiters failed)",
-                    self.store.describe(), exc, len(batch), len(waiting),
-                    exc_info=exc, extra={"store": self.store.describe(), "records": len(batch)},
+                    "coda.store.commit_failed", exc_info=exc,
+                    extra={"store": self.store.describe(), "error": repr(exc), "records": len(batch), "waiters": len(waiting)},
                 )
                 with self._cond:
                     self._in_flight = 0
@@ -253,8 +252,7 @@ class StoreWriter:
         self._available = False
         self._down_since = time.monotonic()
         logger.warning(
-            "coda.store.unavailable: %s (%s records kept, retrying)", exc, len(batch),
-            extra={"store": self.store.describe(), "records": len(batch)},
+            "coda.store.unavailable", extra={"store": self.store.describe(), "error": str(exc), "records_kept": len(batch)},
         )
         if self._on_unavailable is not None:
             self._call_soon(self._on_unavailable, exc)
@@ -263,17 +261,13 @@ class StoreWriter:
         down = time.monotonic() - (self._down_since or time.monotonic())
         self._available = True
         self._down_since = None
-        logger.warning(
-            "coda.store.available: %s is back after %.1fs", self.store.describe(), down,
-            extra={"store": self.store.describe(), "down_seconds": round(down, 3)},
-        )
+        logger.warning("coda.store.available", extra={"store": self.store.describe(), "down_seconds": round(down, 3)})
         if self._on_available is not None:
             self._call_soon(self._on_available)
 
     def _give_up(self, waiting: Waiting, records: int, exc: StoreUnavailable) -> None:
         logger.error(
-            "coda.store.unflushed: %s: closed with %s records not committed: %s", self.store.describe(), records, exc,
-            extra={"store": self.store.describe(), "records": records},
+            "coda.store.unflushed", extra={"store": self.store.describe(), "records_not_committed": records, "error": str(exc)},
         )
         error = StoreUnavailable(f"{self.store.describe()}: closed before the store came back ({records} records not committed)")
         self._answer(waiting, None, error)
@@ -282,10 +276,10 @@ class StoreWriter:
         try:
             removed = self.store.sweep(self._clock())
         except StoreError as exc:
-            logger.warning("coda.store.sweep_failed: %s", exc, extra={"store": self.store.describe()})
+            logger.warning("coda.store.sweep_failed", extra={"store": self.store.describe(), "error": str(exc)})
             return
         if removed:
-            logger.info("coda.store.swept: %s finished runs past retention", removed, extra={"store": self.store.describe(), "runs": removed})
+            logger.info("coda.store.swept", extra={"store": self.store.describe(), "runs_removed": removed})
 
     def _answer(self, waiting: Waiting, result: BatchResult | None, error: BaseException | None) -> None:
         def resolve() -> None:
